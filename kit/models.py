@@ -172,3 +172,147 @@ def _load_state(path: Path, what: str, how: str) -> dict:
             f"{what} checkpoint {path} could not be read ({type(err).__name__}: {err}); "
             f"the file is corrupt or not a PyTorch state dict. {how}"
         ) from err
+
+
+class WorldInpainter(Inpainter):
+    """The embedded world's learned inpainter (:class:`~kit.nets.GatedInpainter`).
+
+    Args:
+        net: a trained ``GatedInpainter`` (works on [-1,1] images).
+        batch_size: images per forward pass; larger batches are chunked.
+    """
+
+    name = "world"
+
+    def __init__(self, net: nn.Module, batch_size: int = 256) -> None:
+        super().__init__()
+        self.net = net.eval()
+        self.batch_size = int(batch_size)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def generate(self, images: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """Run the network in chunks; pads H, W to multiples of 4 (two stride-2 stages)."""
+        h, w = images.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4
+        outs = []
+        for i in range(0, images.shape[0], self.batch_size):
+            x = images[i : i + self.batch_size] * 2 - 1
+            m = hole[i : i + self.batch_size]
+            if ph or pw:  # reflect-pad the image, mark the padding as known context
+                x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="reflect")
+                m = torch.nn.functional.pad(m, (0, pw, 0, ph))
+            outs.append((self.net(x, m)[..., :h, :w] + 1) / 2)
+        return torch.cat(outs)
+
+
+def _world_classifier(path=None, device="cpu") -> Classifier:
+    from kit.nets import WorldCNN
+
+    ckpt = _load_state(
+        path or WORLD_CLASSIFIER_PATH,
+        "world classifier",
+        "It ships with kit under data/; retrain it with `python -m kit.train classifier`.",
+    )
+    try:
+        net = WorldCNN(len(ckpt["classes"]), ckpt["config"]["width"])
+        net.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise RuntimeError(
+            f"world classifier checkpoint {path or WORLD_CLASSIFIER_PATH} does not match "
+            f"kit.nets.WorldCNN ({err}); retrain it with `python -m kit.train classifier`"
+        ) from err
+    return Classifier(net, ckpt["classes"], ckpt["mean"], ckpt["std"], name="world").to(device)
+
+
+def _world_inpainter(path=None, device="cpu", batch_size: int = 256) -> WorldInpainter:
+    from kit.nets import GatedInpainter
+
+    ckpt = _load_state(
+        path or WORLD_INPAINTER_PATH,
+        "world inpainter",
+        "It ships with kit under data/; retrain it with `python -m kit.train inpainter`.",
+    )
+    try:
+        net = GatedInpainter(ckpt["config"]["width"])
+        net.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise RuntimeError(
+            f"world inpainter checkpoint {path or WORLD_INPAINTER_PATH} does not match "
+            f"kit.nets.GatedInpainter ({err}); retrain it with `python -m kit.train inpainter`"
+        ) from err
+    return WorldInpainter(net, batch_size).to(device)
+
+
+def available_classifiers() -> list[str]:
+    """Names accepted by :func:`load_classifier` (torchvision's classification models included)."""
+    import torchvision
+
+    return ["world", "places365_resnet50", *torchvision.models.list_models(torchvision.models)]
+
+
+INPAINTERS = ("world", "lama", "torchscript")
+"""Names accepted by :func:`load_inpainter`."""
+
+
+def load_classifier(
+    name: str = "world", *, path: str | Path | None = None, device: str | torch.device = "cpu",
+    **kwargs,
+) -> Classifier:
+    """Load a pixel-space classifier by name.
+
+    Args:
+        name: ``"world"`` (the shipped checkpoint), ``"places365_resnet50"`` (needs ``path`` to the
+            CSAIL ``resnet50_places365.pth.tar``), or any torchvision classification model name
+            (e.g. ``"resnet50"``), whose weights come from torchvision's cache (never downloaded
+            here: a missing file raises an error saying where to put it).
+        path: checkpoint path (world: overrides the shipped file; places365: required).
+        device: target device.
+        **kwargs: passed to the torchvision / Places365 loaders in :mod:`kit.external`
+            (e.g. ``weights=None`` for random initialisation).
+
+    Returns:
+        An eval-mode, frozen :class:`Classifier`.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if name == "world":
+        return _world_classifier(path, device)
+    from kit import external
+
+    if name == "places365_resnet50":
+        if path is None:
+            raise ValueError(
+                "load_classifier('places365_resnet50') needs path= to the CSAIL checkpoint "
+                "resnet50_places365.pth.tar"
+            )
+        return external.places365_classifier(path, device=device, **kwargs)
+    valid = available_classifiers()
+    if name not in valid:
+        raise ValueError(f"unknown classifier {name!r}; valid names: {', '.join(valid)}")
+    return external.torchvision_classifier(name, device=device, **kwargs)
+
+
+def load_inpainter(
+    name: str = "world", *, path: str | Path | None = None, device: str | torch.device = "cpu",
+    **kwargs,
+) -> Inpainter:
+    """Load a pixel-space inpainter ``inpainter(images, keep) -> images`` by name.
+
+    Args:
+        name: ``"world"`` (shipped checkpoint), ``"lama"`` (a TorchScript big-lama export at
+            ``path``) or ``"torchscript"`` (any TorchScript ``(image, hole_mask) -> image`` file).
+        path: model file (world: overrides the shipped file; lama and torchscript: required).
+        device: target device.
+        **kwargs: adapter options (``batch_size``; for TorchScript files see
+            :func:`kit.external.load_torchscript_inpainter`).
+    """
+    if name == "world":
+        return _world_inpainter(path, device, **kwargs)
+    if name in ("lama", "torchscript"):
+        if path is None:
+            raise ValueError(f"load_inpainter({name!r}) needs path= to a TorchScript model file")
+        from kit import external
+
+        return external.load_torchscript_inpainter(path, flavor=name, device=device, **kwargs)
+    raise ValueError(f"unknown inpainter {name!r}; valid names: {', '.join(INPAINTERS)}")

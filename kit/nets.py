@@ -1,0 +1,116 @@
+"""Network architectures of the embedded world's models (trained by :mod:`kit.train`).
+
+* :class:`WorldCNN` — a small VGG-style classifier on normalised 64×64 inputs; ``features`` is the
+  global-pooled penultimate vector used for Fréchet distances.
+* :class:`GatedInpainter` — a gated-convolution encoder-decoder in the DeepFill v2 family
+  (Yu et al., "Free-Form Image Inpainting with Gated Convolution", ICCV 2019): every convolution
+  produces features and a learned soft gate, so the network learns which pixels are valid instead of
+  trusting zeros in the holes; dilated gated convolutions at 1/4 resolution give every hole pixel a
+  receptive field covering the whole image. Single stage, U-Net skips, no contextual attention
+  (objects here are small; attention costs more than it buys at 64×64 on a CPU).
+* :class:`PatchDiscriminator` — a spectral-normalised PatchGAN critic (SN-PatchGAN, as in DeepFill
+  v2), used only in training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class WorldCNN(nn.Module):
+    """Classifier for the embedded world.
+
+    Args:
+        n_classes: number of logits.
+        width: channels of the first stage (doubles twice; the feature vector has ``4*width``).
+    """
+
+    def __init__(self, n_classes: int = 8, width: int = 24) -> None:
+        super().__init__()
+        w = width
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+        self.body = nn.Sequential(
+            *block(3, w), nn.MaxPool2d(2),  # 32x32
+            *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),  # 16x16
+            *block(2 * w, 4 * w), *block(4 * w, 4 * w), nn.MaxPool2d(2),  # 8x8
+            *block(4 * w, 4 * w),
+        )
+        self.fc = nn.Linear(4 * w, n_classes)
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N,3,H,W)`` normalised images -> ``(N,4*width)`` pooled features."""
+        return self.body(z).mean((2, 3))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N,3,H,W)`` normalised images -> ``(N,n_classes)`` logits."""
+        return self.fc(self.features(z))
+
+
+class GatedConv(nn.Module):
+    """``ELU(conv_f(x)) * sigmoid(conv_g(x))``, with both convolutions fused into one."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 2 * cout, k, stride, padding=dilation * (k - 1) // 2,
+                              dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat, gate = self.conv(x).chunk(2, dim=1)
+        return F.elu(feat) * torch.sigmoid(gate)
+
+
+class GatedInpainter(nn.Module):
+    """Gated-convolution inpainting network on ``[-1,1]`` images.
+
+    Input: the image with holes zeroed, the hole mask and a ones channel (DeepFill's input layout).
+    Output: a full ``(N,3,H,W)`` image in ``[-1,1]``; the caller composites with the known pixels.
+
+    Args:
+        width: channels at full resolution; 2x and 3x that at 1/2 and 1/4 resolution.
+    """
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        c1, c2, c3 = width, 2 * width, 3 * width
+        self.e1 = GatedConv(5, c1, 5)  # 64
+        self.e2 = GatedConv(c1, c2, 3, stride=2)  # 32
+        self.e3 = GatedConv(c2, c2, 3)
+        self.e4 = GatedConv(c2, c3, 3, stride=2)  # 16
+        self.mid = nn.Sequential(*(GatedConv(c3, c3, 3, dilation=d) for d in (2, 4, 8, 1)))
+        self.d1 = GatedConv(c3, c2, 3)  # 32, after upsampling; + skip from e3
+        self.d2 = GatedConv(c2, c1, 3)  # 64, after upsampling; + skip from e1
+        self.out = nn.Conv2d(c1, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """Args: x ``(N,3,H,W)`` in [-1,1]; hole ``(N,1,H,W)`` in {0,1}. H, W divisible by 4."""
+        inp = torch.cat([x * (1 - hole), hole, torch.ones_like(hole)], dim=1)
+        h1 = self.e1(inp)
+        h3 = self.e3(self.e2(h1))
+        h = self.mid(self.e4(h3))
+        h = self.d1(F.interpolate(h, scale_factor=2.0, mode="nearest")) + h3
+        h = self.d2(F.interpolate(h, scale_factor=2.0, mode="nearest")) + h1
+        return torch.tanh(self.out(h))
+
+
+class PatchDiscriminator(nn.Module):
+    """SN-PatchGAN critic: image and hole mask -> a grid of realness scores (one per patch)."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        w = width
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(4, w, 4, 2, 1)), nn.LeakyReLU(0.2),  # 32
+            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)), nn.LeakyReLU(0.2),  # 16
+            sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)), nn.LeakyReLU(0.2),  # 8
+            sn(nn.Conv2d(4 * w, 1, 3, 1, 1)),
+        )
+
+    def forward(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """``(N,3,H,W)`` in [-1,1] and ``(N,1,H,W)`` -> ``(N,1,H/8,W/8)`` scores."""
+        return self.net(torch.cat([x, hole], dim=1))

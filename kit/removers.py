@@ -1,0 +1,363 @@
+"""Removers: the one way kit removes pixels (methods.md §1.1, §2; style.md §4).
+
+Every remover ``R`` computes ``R(x, keep) = x * keep + F(x, keep) * (1 - keep)`` with a fill ``F``:
+
+============  ===================================================================  =============
+name          fill F                                                               differentiable
+============  ===================================================================  =============
+``gray``      the classifier's training mean colour (0 after normalisation)         yes
+``blur``      Gaussian blur of x (``sigma``; 3 px at 64×64, 10 px at 224×224)      yes
+``noise``     one uniform colour + N(0, std²) per pixel, clamped, seeded            yes
+``telea``     OpenCV's Telea fast-marching inpainting of the hole                   no
+``ns``        OpenCV's Navier-Stokes inpainting of the hole                         no
+``inpaint``   a learned inpainter (world model, LaMa, any TorchScript file)         no
+``oracle``    the true background (world only: the scene rendered without object)  yes
+``precomputed``  a fill computed elsewhere (e.g. a blur of the full-resolution photo)  yes
+============  ===================================================================  =============
+
+Shapes: ``x`` is ``(N,3,H,W)`` in [0,1]; ``keep`` is ``(M,1,H,W)`` in [0,1] (1 = keep) with
+``N == M``, ``N == 1`` (one image against M masks) or ``M == 1``; the result is
+``(max(N,M),3,H,W)`` with x's dtype and device, in [0,1].
+
+Hole rule of the non-differentiable fills (telea, ns, inpaint): a pixel is a hole where
+``keep < tau``; ``threshold="gam"`` uses GAM's ``tau = max(0.5, (max keep + min keep) / 2)`` over
+the whole batch of masks, ``"per_mask"`` the same per mask, a float a fixed tau. The composite
+still uses the soft ``keep``.
+
+Usage::
+
+    from kit.removers import get_remover
+    r = get_remover("inpaint")               # the world inpainter, loaded on first use
+    x_tilde = r(x, keep)                     # (M,3,H,W)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from kit.models import Classifier, Inpainter, _check_images
+
+
+def _check_keep(keep: torch.Tensor, x: torch.Tensor) -> None:
+    if not isinstance(keep, torch.Tensor):
+        raise TypeError(f"keep must be a torch.Tensor, got {type(keep).__name__}")
+    h, w = x.shape[-2:]
+    if keep.dim() != 4 or keep.shape[1] != 1 or tuple(keep.shape[-2:]) != (h, w):
+        raise ValueError(f"keep must have shape (M,1,{h},{w}) to match x, got {tuple(keep.shape)}")
+    n, m = x.shape[0], keep.shape[0]
+    if not (n == m or n == 1 or m == 1):
+        raise ValueError(
+            f"keep's batch size {m} does not broadcast against x's {n}: "
+            "expected equal sizes, or one of them 1"
+        )
+    if torch.isnan(keep).any():
+        raise ValueError("keep contains NaN values")
+    lo, hi = float(keep.min()), float(keep.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"keep must be in [0,1] (1 = keep), got values in [{lo:.3g}, {hi:.3g}]")
+
+
+def composite(x: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """``x * keep + fill * (1 - keep)``, broadcasting over the batch; the only compositing code."""
+    return x * keep + fill * (1 - keep)
+
+
+def hole_mask(keep: torch.Tensor, threshold: str | float = "gam") -> torch.Tensor:
+    """Binary hole mask (1 = fill) from a soft keep-mask, by the reference threshold rule.
+
+    Args:
+        keep: ``(M,1,H,W)`` in [0,1].
+        threshold: ``"gam"`` (tau over the whole batch), ``"per_mask"`` (tau per mask) or a float.
+
+    Returns:
+        ``(M,1,H,W)`` float in {0,1}, 1 where ``keep < tau``.
+    """
+    if threshold == "gam":
+        tau = max(0.5, 0.5 * float(keep.max() + keep.min()))
+    elif threshold == "per_mask":
+        flat = keep.flatten(1)
+        tau = (0.5 * (flat.amax(1) + flat.amin(1))).clamp_min(0.5).view(-1, 1, 1, 1)
+    elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        tau = float(threshold)
+    else:
+        raise ValueError(f"threshold must be 'gam', 'per_mask' or a float, got {threshold!r}")
+    return (keep < tau).to(keep.dtype)
+
+
+@dataclass(frozen=True)
+class Remover:
+    """Base class: validates inputs, broadcasts, and composites through :func:`composite`.
+
+    Subclasses set ``name`` and ``differentiable`` and implement :meth:`fill`, which receives
+    ``x`` and ``keep`` already broadcast to the same batch size.
+    """
+
+    name: ClassVar[str] = ""
+    differentiable: ClassVar[bool] = True
+
+    def fill(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The filler ``F(x, keep)``: ``(M,3,H,W)`` or broadcastable to it."""
+        raise NotImplementedError  # abstract: each remover defines its fill
+
+    def __call__(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Remove the pixels where ``keep`` is 0.
+
+        Args:
+            x: ``(N,3,H,W)`` float images in [0,1].
+            keep: ``(M,1,H,W)`` keep-mask in [0,1]; N == M, N == 1 or M == 1.
+
+        Returns:
+            ``(max(N,M),3,H,W)`` composites, same dtype and device as ``x``.
+        """
+        _check_images("x", x)
+        _check_keep(keep, x)
+        keep = keep.to(dtype=x.dtype, device=x.device)
+        b = max(x.shape[0], keep.shape[0])
+        xb = x.expand(b, -1, -1, -1)
+        kb = keep.expand(b, -1, -1, -1)
+        f = self.fill(xb, kb).to(dtype=x.dtype, device=x.device)
+        return composite(xb, kb, f).clamp(0, 1)
+
+
+_WORLD_MEAN = None
+
+
+def _world_mean() -> tuple[float, float, float]:
+    """Mean colour of the world classifier's training data, read once from its checkpoint."""
+    global _WORLD_MEAN
+    if _WORLD_MEAN is None:
+        from kit.models import WORLD_CLASSIFIER_PATH, _load_state
+
+        ckpt = _load_state(WORLD_CLASSIFIER_PATH, "world classifier", "Retrain with kit.train.")
+        _WORLD_MEAN = tuple(float(c) for c in ckpt["mean"])
+    return _WORLD_MEAN
+
+
+@dataclass(frozen=True)
+class Gray(Remover):
+    """Constant fill with the classifier's mean colour.
+
+    Args:
+        color: RGB in [0,1]; ``None`` = the world classifier's training mean. For another
+            classifier use ``get_remover("gray", model=clf)`` (ImageNet models: the ImageNet mean).
+    """
+
+    color: tuple[float, float, float] | None = None
+    name: ClassVar[str] = "gray"
+
+    def __post_init__(self):
+        if self.color is not None:
+            c = tuple(float(v) for v in self.color)
+            if len(c) != 3 or not all(0 <= v <= 1 for v in c):
+                raise ValueError(f"color must be 3 values in [0,1], got {self.color!r}")
+            object.__setattr__(self, "color", c)
+
+    def fill(self, x, keep):
+        c = self.color if self.color is not None else _world_mean()
+        return torch.tensor(c, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+
+
+@dataclass(frozen=True)
+class Blur(Remover):
+    """Gaussian blur of the image (reflect padding); kernel size ``2*ceil(3*sigma)+1``.
+
+    Args:
+        sigma: standard deviation in pixels (methods.md: 3 at 64×64, 10 at 224×224).
+    """
+
+    sigma: float = 3.0
+    name: ClassVar[str] = "blur"
+
+    def __post_init__(self):
+        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+
+    def fill(self, x, keep):
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        k = 2 * math.ceil(3 * self.sigma) + 1
+        # reflect padding needs the kernel radius below the image size: cap it there
+        k = min(k, 2 * (min(x.shape[-2:]) - 1) - 1)
+        return gaussian_blur(x, [k, k], [float(self.sigma)] * 2)
+
+
+@dataclass(frozen=True)
+class Noise(Remover):
+    """One uniform random colour plus N(0, std²) pixel noise, clamped to [0,1] (FIDO's infiller).
+
+    The noise field depends only on ``(seed, H, W)``: identical for every image and every mask
+    of a call, so a batch gives the same result as its images one at a time.
+
+    Args:
+        std: per-pixel noise standard deviation.
+        seed: seed of the private generator.
+    """
+
+    std: float = 0.2
+    seed: int = 0
+    name: ClassVar[str] = "noise"
+
+    def fill(self, x, keep):
+        g = torch.Generator().manual_seed(int(self.seed))
+        h, w = x.shape[-2:]
+        color = torch.rand(1, 3, 1, 1, generator=g)
+        eps = torch.randn(1, 3, h, w, generator=g) * self.std
+        return (color + eps).clamp(0, 1).to(device=x.device, dtype=x.dtype)
+
+
+@dataclass(frozen=True)
+class _OpenCV(Remover):
+    radius: int = 3
+    threshold: str | float = "gam"
+    differentiable: ClassVar[bool] = False
+    _flag: ClassVar[int] = 0
+
+    def fill(self, x, keep):
+        import cv2
+
+        hole = hole_mask(keep, self.threshold)
+        imgs = (x.detach().permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        holes = hole[:, 0].cpu().numpy().astype(np.uint8)
+        # OpenCV inpaints one 8-bit image per call; there is no batched API.
+        out = np.stack([
+            cv2.inpaint(np.ascontiguousarray(i), h, self.radius, self._flag)
+            for i, h in zip(imgs, holes, strict=True)
+        ])
+        fill = torch.from_numpy(out).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255
+        return fill
+
+
+@dataclass(frozen=True)
+class Telea(_OpenCV):
+    """OpenCV fast-marching inpainting (Telea 2004) of the hole ``keep < tau``."""
+
+    name: ClassVar[str] = "telea"
+    _flag: ClassVar[int] = 1  # cv2.INPAINT_TELEA
+
+
+@dataclass(frozen=True)
+class NS(_OpenCV):
+    """OpenCV Navier-Stokes inpainting (Bertalmio et al. 2001) of the hole ``keep < tau``."""
+
+    name: ClassVar[str] = "ns"
+    _flag: ClassVar[int] = 0  # cv2.INPAINT_NS
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_inpainter(name: str, path: str | None) -> Inpainter:
+    from kit.models import load_inpainter
+
+    return load_inpainter(name, path=path)
+
+
+@dataclass(frozen=True)
+class Inpaint(Remover):
+    """Fill with a learned inpainter (the paper's generative removal, "-G" methods).
+
+    Args:
+        model: an :class:`~kit.models.Inpainter`, or a name for
+            :func:`~kit.models.load_inpainter` (loaded on first use and reused).
+        path: model file for ``"lama"``/``"torchscript"`` names.
+        threshold: hole rule (see the module docstring).
+        batch_size: masks per inpainter call.
+    """
+
+    model: str | Inpainter = "world"
+    path: str | None = None
+    threshold: str | float = "gam"
+    batch_size: int = 256
+    name: ClassVar[str] = "inpaint"
+    differentiable: ClassVar[bool] = False
+
+    def inpainter(self) -> Inpainter:
+        """The underlying inpainter (loaded lazily by name)."""
+        if isinstance(self.model, str):
+            return _cached_inpainter(self.model, None if self.path is None else str(self.path))
+        return self.model
+
+    def fill(self, x, keep):
+        inp = self.inpainter().to(x.device)
+        hole = hole_mask(keep, self.threshold)
+        with torch.inference_mode():
+            out = [
+                inp(x[i : i + self.batch_size].detach(), 1 - hole[i : i + self.batch_size])
+                for i in range(0, x.shape[0], self.batch_size)
+            ]
+        return torch.cat(out).clone()  # leave inference mode: a normal, detached tensor
+
+
+@dataclass(frozen=True)
+class Precomputed(Remover):
+    """A fill computed elsewhere, ``(N or 1,3,H,W)``; e.g. MP's blur of the full-size photo."""
+
+    fill_image: torch.Tensor = field(default=None, repr=False)
+    name: ClassVar[str] = "precomputed"
+
+    def __post_init__(self):
+        _check_images("fill_image", self.fill_image)
+
+    def fill(self, x, keep):
+        f = self.fill_image
+        if f.shape[0] not in (1, x.shape[0]) or f.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"fill_image has shape {tuple(f.shape)}, which does not match the composites "
+                f"{tuple(x.shape)} (batch 1 or {x.shape[0]}, same H, W)"
+            )
+        return f
+
+
+@dataclass(frozen=True)
+class TrueBackground(Precomputed):
+    """The oracle remover (world only): the scene rendered without its object.
+
+    Args:
+        fill_image: the batch's ``backgrounds`` (``WorldBatch.backgrounds``), aligned with ``x``.
+    """
+
+    name: ClassVar[str] = "oracle"
+
+
+REMOVERS: dict[str, type[Remover]] = {
+    "gray": Gray,
+    "blur": Blur,
+    "noise": Noise,
+    "telea": Telea,
+    "ns": NS,
+    "inpaint": Inpaint,
+    "oracle": TrueBackground,
+    "precomputed": Precomputed,
+}
+"""Name -> remover class; ``get_remover`` builds one."""
+
+
+def get_remover(spec: str | Remover, *, model: Classifier | None = None, **kwargs) -> Remover:
+    """Build a remover from a name (or pass a built one through).
+
+    Args:
+        spec: a :data:`REMOVERS` key or a :class:`Remover`.
+        model: the explained classifier; ``gray`` takes its default colour from ``model.mean``.
+        **kwargs: the remover's fields (``sigma``, ``seed``, ``model``/``path`` for inpaint, ...).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones) or bad options.
+    """
+    if isinstance(spec, Remover):
+        if kwargs:
+            raise ValueError(f"options {sorted(kwargs)} given with an already-built remover {spec}")
+        return spec
+    if spec not in REMOVERS:
+        raise ValueError(f"unknown remover {spec!r}; valid names: {', '.join(REMOVERS)}")
+    cls = REMOVERS[spec]
+    if cls is Gray and model is not None and kwargs.get("color") is None:
+        kwargs["color"] = tuple(model.mean)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        valid = [f for f in cls.__dataclass_fields__ if not f.startswith("_")]
+        raise ValueError(f"bad options for remover {spec!r}: {err}; valid options: {valid}") from err
