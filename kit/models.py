@@ -278,18 +278,20 @@ def load_classifier(
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if name == "world":
         return _world_classifier(path, device)
-    from kit import external
-
     if name == "places365_resnet50":
         if path is None:
             raise ValueError(
                 "load_classifier('places365_resnet50') needs path= to the CSAIL checkpoint "
                 "resnet50_places365.pth.tar"
             )
+        from kit import external
+
         return external.places365_classifier(path, device=device, **kwargs)
     valid = available_classifiers()
     if name not in valid:
         raise ValueError(f"unknown classifier {name!r}; valid names: {', '.join(valid)}")
+    from kit import external
+
     return external.torchvision_classifier(name, device=device, **kwargs)
 
 

@@ -36,3 +36,12 @@ def results_dir() -> Path:
     path = output_root() / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def save_table(df, name: str) -> Path:
+    """Write a pandas DataFrame to ``results/<name>.csv`` atomically; returns the relative path."""
+    path = results_dir() / f"{name}.csv"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    df.to_csv(tmp)
+    os.replace(tmp, path)
+    return path.relative_to(output_root())

@@ -39,7 +39,8 @@ from kit import world
 from kit.nets import GatedInpainter, PatchDiscriminator, WorldCNN
 
 CLASSIFIER_DEFAULTS = dict(
-    n_train=30000, epochs=4, batch_size=64, lr=3e-3, width=24, weight_decay=5e-4, seed=0
+    n_train=30000, n_val=1000, epochs=4, batch_size=64, lr=3e-3, width=24, weight_decay=5e-4,
+    seed=0,
 )
 INPAINTER_DEFAULTS = dict(
     n_train=12000, iterations=3000, batch_size=24, lr=1e-3, width=24, adv_weight=0.01,
@@ -96,7 +97,7 @@ def train_classifier(
     data = world.sample(cfg["n_train"], cfg["seed"], "train")
     mean = data.images.mean((0, 2, 3))
     std = data.images.std((0, 2, 3))
-    val = world.sample(1000, cfg["seed"], "val")
+    val = world.sample(cfg["n_val"], cfg["seed"], "val")
 
     net = WorldCNN(len(world.CLASSES), cfg["width"]).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])

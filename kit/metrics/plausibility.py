@@ -20,7 +20,8 @@ import torch
 from kit.metrics.stats import bootstrap_ci
 
 HIGHER_IS_BETTER = {
-    "fd": False,
+    "fd_background": False,
+    "fd_real": False,
     "l1": False,
     "psnr": True,
     "artifact_rate": False,
@@ -142,12 +143,13 @@ def removal_quality(
         A pandas DataFrame, one row per remover: ``p_removed`` (mean probability of the removed
         object's class, with 95% bootstrap CI), ``l1`` and ``psnr`` inside the hole (vs the true
         background), ``fd_background`` (feature Fréchet distance to the true backgrounds),
-        ``artifact_rate``. The first row, ``true background``, is the floor.
+        ``fd_real`` (to the original images, objects included), ``artifact_rate``. The first row, ``true background``, is the floor.
     """
     import pandas as pd
 
     keep = object_keep_mask(batch.masks, dilate_px)
     bg_feats = features(model, batch.backgrounds, batch_size)
+    real_feats = features(model, batch.images, batch_size)
     bg_top = probabilities(model, batch.backgrounds, batch_size).argmax(1)
     rows = []
     conds = {"true background": None, **removers}
@@ -171,7 +173,8 @@ def removal_quality(
             "p_removed": float(p_rem.mean()), "p_removed_lo": lo, "p_removed_hi": hi,
             "l1": float(l1.mean()), "l1_lo": l1_lo, "l1_hi": l1_hi,
             "psnr": float(err.psnr.mean()),
-            "fd_background": frechet_distance(features(model, xt, batch_size), bg_feats),
+            "fd_background": frechet_distance(feats := features(model, xt, batch_size), bg_feats),
+            "fd_real": frechet_distance(feats, real_feats),
             "artifact_rate": float(art.mean()),
         })
     return pd.DataFrame(rows).set_index("remover")

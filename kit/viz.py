@@ -1,0 +1,136 @@
+"""Figures: plain functions that take ``ax=None`` or return a new Figure, never ``plt.show()``.
+
+Images are pixel-space ``(3,H,W)`` tensors in [0,1]; figures are saved with :func:`save_fig`,
+which writes ``figures/<notebook-stem>/<name>.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DPI = 110
+
+
+def _hwc(img: torch.Tensor) -> np.ndarray:
+    return img.detach().cpu().float().permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def save_fig(fig, name: str, *, notebook: str) -> Path:
+    """Save ``fig`` as ``figures/<notebook>/<name>.png`` (temporary file, then rename).
+
+    Returns:
+        The path written, relative to the output root (stable across machines).
+    """
+    from kit.paths import figures_dir, output_root
+
+    path = figures_dir(notebook) / f"{name}.png"
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path.relative_to(output_root())
+
+
+def world_gallery(batch, classes, n: int = 8):
+    """Rows: image with its box, object mask, true background; one column per sample.
+
+    Args:
+        batch: a :class:`~kit.world.WorldBatch`.
+        classes: class names.
+        n: number of samples shown.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = min(n, len(batch))
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.0), squeeze=False)
+    for i in range(n):
+        x0, y0, x1, y1 = batch.boxes[i].tolist()
+        axes[0, i].imshow(_hwc(batch.images[i]))
+        axes[0, i].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                       edgecolor="yellow", linewidth=1.2))
+        axes[0, i].set_title(classes[int(batch.labels[i])], fontsize=9)
+        axes[1, i].imshow(batch.masks[i, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[2, i].imshow(_hwc(batch.backgrounds[i]))
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for r, label in enumerate(["image + box", "object mask", "true background"]):
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def image_rows(rows: dict[str, torch.Tensor], titles: list[str] | None = None):
+    """A grid with one row per entry of ``rows`` (name -> ``(n,3,H,W)`` images)."""
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(names), n, figsize=(1.5 * n, 1.55 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        for i in range(n):
+            ax = axes[r, i]
+            if i < len(rows[name]):
+                ax.imshow(_hwc(rows[name][i]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    if titles:
+        for i, t in enumerate(titles[:n]):
+            axes[0, i].set_title(t, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(cm: np.ndarray, classes, ax=None):
+    """Row-normalised confusion matrix heat map (rows = true class)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 4.6))
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / cm.sum(1, keepdims=True).clip(min=1)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    return ax
+
+
+def metric_bars(table, columns: dict[str, str], *, higher_is_better: dict[str, bool] | None = None):
+    """One bar panel per metric column of a per-remover table (pandas DataFrame, index = remover).
+
+    Args:
+        table: DataFrame with one row per condition; ``<col>_lo``/``<col>_hi`` columns, when
+            present, are drawn as 95% CI error bars.
+        columns: column -> panel title.
+        higher_is_better: column -> whether higher is better (noted in the title), e.g. a
+            metric module's ``HIGHER_IS_BETTER``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.0 * len(columns), 3.2), squeeze=False)
+    for ax, (col, title) in zip(axes[0], columns.items(), strict=True):
+        vals = table[col].to_numpy(dtype=float)
+        err = None
+        if f"{col}_lo" in table and f"{col}_hi" in table:
+            err = np.stack([vals - table[f"{col}_lo"].to_numpy(float),
+                            table[f"{col}_hi"].to_numpy(float) - vals])
+        ax.bar(range(len(vals)), vals, yerr=err, color="tab:gray", capsize=3)
+        ax.set_xticks(range(len(vals)), table.index, rotation=30, ha="right", fontsize=8)
+        if higher_is_better and col in higher_is_better:
+            title += " (higher is better)" if higher_is_better[col] else " (lower is better)"
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,131 @@
+"""World classifier and inpainter: loading, contract, measured quality, errors, training."""
+
+import pytest
+import torch
+
+from kit import world
+from kit.metrics import classification, plausibility
+from kit.models import (
+    WORLD_CLASSIFIER_PATH,
+    WORLD_INPAINTER_PATH,
+    Classifier,
+    load_classifier,
+    load_inpainter,
+)
+from kit.removers import Blur, Gray, Inpaint, Telea
+from kit.train import train_classifier, train_inpainter
+
+needs_ckpt = pytest.mark.skipif(
+    not (WORLD_CLASSIFIER_PATH.exists() and WORLD_INPAINTER_PATH.exists()),
+    reason="shipped checkpoints missing",
+)
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return load_classifier("world")
+
+
+@pytest.fixture(scope="module")
+def test_batch():
+    return world.sample(300, seed=11, split="test")
+
+
+@needs_ckpt
+def test_classifier_contract(clf):
+    assert isinstance(clf, Classifier) and not clf.training
+    assert clf.classes == world.CLASSES
+    assert all(not p.requires_grad for p in clf.parameters())
+    assert all(0 < m < 1 for m in clf.mean)
+    x = world.sample(4, seed=0, split="val").images
+    assert clf(x).shape == (4, len(world.CLASSES))
+    assert clf.features(x).shape[0] == 4 and clf.features(x).dim() == 2
+    assert WORLD_CLASSIFIER_PATH.stat().st_size <= 5 * 2**20
+
+
+@needs_ckpt
+def test_classifier_accuracy_on_fresh_images(clf, test_batch):
+    acc = classification.accuracy(clf, test_batch.images, test_batch.labels)
+    assert acc.accuracy >= 0.97, acc
+    assert acc.confusion.sum() == 300
+
+
+@needs_ckpt
+def test_inpainter_composite_contract():
+    inp = load_inpainter("world")
+    b = world.sample(6, seed=2, split="val")
+    keep = plausibility.object_keep_mask(b.masks, 2)
+    out = inp(b.images, keep)
+    assert out.shape == b.images.shape and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() <= 1
+    kept = keep.bool().expand_as(out)
+    assert torch.equal(out[kept], b.images[kept])
+    assert not torch.equal(out, b.images)
+    # batching is invisible: one call equals per-chunk calls
+    assert torch.allclose(out[:3], inp(b.images[:3], keep[:3]), atol=1e-5)
+    # odd sizes are padded internally
+    odd = inp(b.images[:, :, :30, :45].contiguous(), keep[:, :, :30, :45].contiguous())
+    assert odd.shape == (6, 3, 30, 45)
+    assert WORLD_INPAINTER_PATH.stat().st_size <= 25 * 2**20
+
+
+@needs_ckpt
+def test_inpainter_quality_bounds(clf, test_batch):
+    """The issue's three bounds, measured on 300 fresh test images."""
+    removers = {
+        "gray": Gray(color=clf.mean), "blur": Blur(3.0), "telea": Telea(),
+        "inpaint": Inpaint(model=load_inpainter("world")),
+    }
+    q = plausibility.removal_quality(clf, test_batch, removers, dilate_px=2)
+    assert q.loc["inpaint", "p_removed"] <= 0.25, q
+    for other in ("gray", "blur", "telea"):
+        assert q.loc["inpaint", "l1"] < q.loc[other, "l1"], q
+        assert q.loc["inpaint", "fd_background"] < q.loc[other, "fd_background"], q
+    # the oracle row is the floor
+    assert q.loc["true background", "l1"] == 0
+
+
+def test_missing_checkpoint_errors(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match=r"world classifier checkpoint not found: expected the file .*nope\.pt.*python -m kit.train classifier"):
+        load_classifier("world", path=missing)
+    with pytest.raises(FileNotFoundError, match=r"world inpainter checkpoint not found.*python -m kit.train inpainter"):
+        load_inpainter("world", path=missing)
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(RuntimeError, match=r"could not be read.*corrupt"):
+        load_classifier("world", path=bad)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "config": {"width": 24},
+                "classes": ["a", "b"], "mean": [0.5] * 3, "std": [0.2] * 3}, wrong)
+    with pytest.raises(RuntimeError, match="does not match kit.nets.WorldCNN"):
+        load_classifier("world", path=wrong)
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match=r"unknown classifier 'resnet5'; valid names: world, places365_resnet50, .*resnet50"):
+        load_classifier("resnet5")
+    with pytest.raises(ValueError, match="unknown inpainter 'deepfill'; valid names: world, lama, torchscript"):
+        load_inpainter("deepfill")
+    with pytest.raises(ValueError, match="needs path="):
+        load_inpainter("lama")
+    with pytest.raises(ValueError, match="needs path="):
+        load_classifier("places365_resnet50")
+
+
+def test_training_is_reproducible_and_loadable(tmp_path):
+    """Tiny runs of both trainers: same seed, same bits; the checkpoints load."""
+    a = train_inpainter(tmp_path / "a.pt", n_train=16, iterations=3, warmup=1, batch_size=4)
+    b = train_inpainter(tmp_path / "b.pt", n_train=16, iterations=3, warmup=1, batch_size=4)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    inp = load_inpainter("world", path=tmp_path / "a.pt")
+    x = world.sample(2, seed=0).images
+    assert inp(x, torch.ones(2, 1, 64, 64)).shape == (2, 3, 64, 64)
+    c = train_classifier(tmp_path / "c.pt", n_train=64, n_val=16, epochs=1, batch_size=32)
+    model = load_classifier("world", path=tmp_path / "c.pt")
+    assert model.classes == world.CLASSES and 0 <= c["val_accuracy"] <= 1
+    with pytest.raises(ValueError, match=r"unknown options \['epoch'\]"):
+        train_classifier(tmp_path / "d.pt", epoch=3)
