@@ -1,0 +1,26 @@
+"""Attributors: one file per method, one uniform signature (style.md §5).
+
+``f(model, x, target, *, remover=..., seed=0, batch_size=..., progress=False, **hp) -> (N,1,h,w)``
+
+* ``model``: a pixel-space :class:`~kit.models.Classifier`; ``x``: ``(N,3,H,W)`` in [0,1];
+  ``target``: int or ``(N,)`` long, always explicit.
+* Perturbation methods take ``remover=`` (a :mod:`kit.removers` name or object), so the "-G"
+  variants are the same function with the ``inpaint`` remover.
+* The map is float32 ``(N,1,h,w)`` at the method's native grid, higher = more evidence for the
+  target, not normalised; resize only with :func:`kit.masks.upsample`.
+
+``ATTRIBUTORS`` maps names to functions (function name = key); ``get_attributor(name)`` looks one
+up with a clear error.
+"""
+
+from __future__ import annotations
+
+ATTRIBUTORS: dict = {}
+"""Name -> attributor function (filled by the explicit imports below)."""
+
+
+def get_attributor(name: str):
+    """The attributor registered as ``name``; unknown names list the valid ones."""
+    if name not in ATTRIBUTORS:
+        raise ValueError(f"unknown attributor {name!r}; valid names: {', '.join(ATTRIBUTORS)}")
+    return ATTRIBUTORS[name]
