@@ -1,7 +1,7 @@
 """Shared test set-up: headless matplotlib, seeding, opt-in markers and the nbval output filter.
 
 * Every test starts from seeded ``random``, ``numpy`` and ``torch`` global generators (``seed``).
-* ``@pytest.mark.slow`` tests run only with ``--run-slow``; ``@pytest.mark.gpu`` ones only with CUDA.
+* ``@pytest.mark.slow`` tests run only with ``--run-slow``; ``@pytest.mark.gpu`` ones need CUDA.
 * Notebooks collected by nbval (``make test``) do not compare stderr, HTML or JavaScript outputs
   (style.md §10.4); their kernels keep the inline matplotlib backend the committed outputs were made
   with, whatever ``MPLBACKEND`` this process has.
@@ -28,7 +28,7 @@ SEED = 1234
 def seed() -> int:
     """Seed the global generators before each test; returns the seed."""
     random.seed(SEED)
-    np.random.seed(SEED)
+    np.random.seed(SEED)  # noqa: NPY002 (the legacy global generator is what we seed)
     torch.manual_seed(SEED)
     return SEED
 

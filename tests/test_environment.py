@@ -73,14 +73,18 @@ def test_every_pyproject_pin_is_in_environment_yml():
     env = environment_pins()
     for name, version in pyproject_pins().items():
         assert name in env, f"{name} (pyproject.toml) is missing from environment.yml"
-        assert env[name] == version, f"{name}: pyproject.toml {version}, environment.yml {env[name]}"
+        assert env[name] == version, (
+            f"{name}: pyproject.toml {version}, environment.yml {env[name]}"
+        )
 
 
 def test_every_environment_yml_pin_is_in_pyproject():
     project = pyproject_pins()
     for name, version in environment_pins().items():
         assert name in project, f"{name} (environment.yml) is missing from pyproject.toml"
-        assert project[name] == version, f"{name}: environment.yml {version}, pyproject {project[name]}"
+        assert project[name] == version, (
+            f"{name}: environment.yml {version}, pyproject {project[name]}"
+        )
 
 
 def test_environment_yml_installs_kit_with_dev_extras():
