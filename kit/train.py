@@ -179,13 +179,16 @@ def dilate(mask: torch.Tensor, px: int | torch.Tensor) -> torch.Tensor:
 
 
 def train_inpainter(
-    out: str | os.PathLike | None = None, *, progress: bool = False, **overrides
+    out: str | os.PathLike | None = None, *, progress: bool = False, snapshot_every: int = 0,
+    **overrides,
 ) -> dict:
     """Train :class:`~kit.nets.GatedInpainter` on world ``train`` images and save the checkpoint.
 
     Args:
         out: checkpoint path (default ``data/world_inpainter.pt``).
         progress: show a tqdm bar.
+        snapshot_every: if > 0, also save the generator every this many iterations to
+            ``data/cache/world_inpainter.snapshot.pt`` (to evaluate a long run early).
         **overrides: any key of :data:`INPAINTER_DEFAULTS`.
 
     Returns:
@@ -244,6 +247,12 @@ def train_inpainter(
         g_sched.step()
         losses.append(l1.item())
         bar.set_postfix(l1=f"{np.mean(losses[-50:]):.3f}", refresh=False)
+        if snapshot_every and (it + 1) % snapshot_every == 0 and it + 1 < cfg["iterations"]:
+            # a snapshot beside the cache (never the shipped path) to inspect long runs early
+            from kit.paths import CACHE_DIR
+
+            save_atomic({"state_dict": g_net.state_dict(), "config": cfg, "iteration": it + 1,
+                         "seconds": time.time() - t0}, CACHE_DIR / "world_inpainter.snapshot.pt")
     ckpt = {
         "state_dict": {kk: v.contiguous() for kk, v in g_net.state_dict().items()},
         "config": cfg,
@@ -262,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="inpainter iterations")
     parser.add_argument("--epochs", type=int, default=None, help="classifier epochs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--snapshot-every", type=int, default=0,
+                        help="inpainter: save a snapshot to data/cache every N iterations")
     args = parser.parse_args(argv)
     if args.model == "classifier":
         kw = {} if args.epochs is None else {"epochs": args.epochs}
@@ -269,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"val accuracy {ckpt['val_accuracy']:.4f} in {ckpt['train_seconds']:.0f} s")
     else:
         kw = {} if args.iterations is None else {"iterations": args.iterations}
-        ckpt = train_inpainter(args.out, progress=not args.quiet, **kw)
+        ckpt = train_inpainter(args.out, progress=not args.quiet, snapshot_every=args.snapshot_every,
+                               **kw)
         print(f"final L1 {np.mean(ckpt['losses'][-10:]):.4f} in {ckpt['train_seconds']:.0f} s")
 
 

@@ -15,10 +15,6 @@ from kit.models import (
 from kit.removers import Blur, Gray, Inpaint, Telea
 from kit.train import train_classifier, train_inpainter
 
-needs_ckpt = pytest.mark.skipif(
-    not (WORLD_CLASSIFIER_PATH.exists() and WORLD_INPAINTER_PATH.exists()),
-    reason="shipped checkpoints missing",
-)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +27,6 @@ def test_batch():
     return world.sample(300, seed=11, split="test")
 
 
-@needs_ckpt
 def test_classifier_contract(clf):
     assert isinstance(clf, Classifier) and not clf.training
     assert clf.classes == world.CLASSES
@@ -43,14 +38,12 @@ def test_classifier_contract(clf):
     assert WORLD_CLASSIFIER_PATH.stat().st_size <= 5 * 2**20
 
 
-@needs_ckpt
 def test_classifier_accuracy_on_fresh_images(clf, test_batch):
     acc = classification.accuracy(clf, test_batch.images, test_batch.labels)
     assert acc.accuracy >= 0.97, acc
     assert acc.confusion.sum() == 300
 
 
-@needs_ckpt
 def test_inpainter_composite_contract():
     inp = load_inpainter("world")
     b = world.sample(6, seed=2, split="val")
@@ -69,7 +62,6 @@ def test_inpainter_composite_contract():
     assert WORLD_INPAINTER_PATH.stat().st_size <= 25 * 2**20
 
 
-@needs_ckpt
 def test_inpainter_quality_bounds(clf, test_batch):
     """The issue's three bounds, measured on 300 fresh test images."""
     removers = {
