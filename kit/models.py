@@ -23,6 +23,7 @@ TorchScript inpainter from a file (see :mod:`kit.external`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class Classifier(nn.Module):
         classes: class names, index = logit position.
         mean, std: per-channel normalisation; ``mean`` is also the remover's gray colour.
         name: registry name, for display.
-        fc_name: attribute name of the final linear layer (torchvision: ``"fc"``).
+        fc_name: dotted name of the final linear layer (torchvision ResNets: ``"fc"``; VGG:
+            ``"classifier.6"``).
     """
 
     def __init__(
@@ -85,9 +87,14 @@ class Classifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,3,H,W)`` pixel-space images -> ``(N,D)`` penultimate features."""
         z = self.normalize(x)
-        if hasattr(self.net, "features") and callable(self.net.features):
+        # A *method* named features (kit's nets) gives the pooled vector; torchvision's
+        # `features` submodules (VGG, DenseNet, ...) are conv trunks, so those use the fc hook.
+        if inspect.ismethod(getattr(self.net, "features", None)):
             return self.net.features(z)
-        fc = getattr(self.net, self.fc_name, None)
+        try:
+            fc = self.net.get_submodule(self.fc_name)
+        except AttributeError:
+            fc = None
         if not isinstance(fc, nn.Linear):
             raise AttributeError(
                 f"cannot find the final linear layer {self.fc_name!r} of {type(self.net).__name__}; "
