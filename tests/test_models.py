@@ -121,3 +121,24 @@ def test_training_is_reproducible_and_loadable(tmp_path):
     assert model.classes == world.CLASSES and 0 <= c["val_accuracy"] <= 1
     with pytest.raises(ValueError, match=r"unknown options \['epoch'\]"):
         train_classifier(tmp_path / "d.pt", epoch=3)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.(script|save)` is deprecated:FutureWarning")
+def test_dispatch_to_real_scale_loaders(tmp_path):
+    """load_classifier / load_inpainter reach kit.external for non-world names."""
+    net = load_classifier("resnet18", weights=None)
+    assert isinstance(net, Classifier) and len(net.classes) == 1000
+    assert net.features(torch.rand(1, 3, 32, 32)).shape == (1, 512)
+
+    class Fill(torch.nn.Module):
+        def forward(self, image, mask):
+            return image * (1 - mask) + 0.5 * mask
+
+    path = tmp_path / "fill.pt"
+    torch.jit.save(torch.jit.script(Fill()), str(path))
+    inp = load_inpainter("torchscript", path=path)
+    x = torch.rand(2, 3, 16, 16)
+    keep = torch.ones(2, 1, 16, 16)
+    keep[..., :4, :4] = 0
+    out = inp(x, keep)
+    assert torch.allclose(out[..., :4, :4], torch.tensor(0.5)) and torch.equal(out[..., 4:, :], x[..., 4:, :])
