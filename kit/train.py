@@ -44,7 +44,7 @@ CLASSIFIER_DEFAULTS = dict(
 )
 INPAINTER_DEFAULTS = dict(
     n_train=12000, iterations=3000, batch_size=24, lr=1e-3, width=24, adv_weight=0.01,
-    warmup=800, seed=0,
+    warmup=800, seed=0, ft_iterations=0, ft_lr=3e-4, ft_object_share=0.75,
 )
 
 
@@ -178,59 +178,47 @@ def dilate(mask: torch.Tensor, px: int | torch.Tensor) -> torch.Tensor:
     return out
 
 
-def train_inpainter(
-    out: str | os.PathLike | None = None, *, progress: bool = False, snapshot_every: int = 0,
-    **overrides,
-) -> dict:
-    """Train :class:`~kit.nets.GatedInpainter` on world ``train`` images and save the checkpoint.
+def _inpainter_stage(
+    g_net: torch.nn.Module, data, cfg: dict, *, iterations: int, lr: float, warmup: int,
+    object_share: float, seed: int, progress: bool, desc: str, snapshot_every: int = 0,
+    t0: float = 0.0, reseed_global: bool = True,
+) -> list[float]:
+    """One training stage: a fresh critic and fresh optimisers, cosine-decayed learning rate.
 
-    Args:
-        out: checkpoint path (default ``data/world_inpainter.pt``).
-        progress: show a tqdm bar.
-        snapshot_every: if > 0, also save the generator every this many iterations to
-            ``data/cache/world_inpainter.snapshot.pt`` (to evaluate a long run early).
-        **overrides: any key of :data:`INPAINTER_DEFAULTS`.
-
-    Returns:
-        The saved checkpoint dict (``state_dict``, ``config``, ``train_seconds``, ``losses``).
+    Every random draw comes from a generator seeded with ``seed``; the critic's initialisation
+    from the global generator, seeded with ``seed`` just before it is built when
+    ``reseed_global`` (stage 1 instead continues right after the generator's initialisation).
     """
-    from kit.models import WORLD_INPAINTER_PATH
-
-    cfg = {**INPAINTER_DEFAULTS, **overrides}
-    unknown = set(overrides) - set(INPAINTER_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)}; valid: {sorted(INPAINTER_DEFAULTS)}")
-    t0 = time.time()
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    torch.manual_seed(cfg["seed"])  # weight initialisation draws from the global generator
-    data = world.sample(cfg["n_train"], cfg["seed"] + 1000, "train")  # not the classifier's images
-    size = data.images.shape[-1]
+    gen = torch.Generator().manual_seed(seed)
+    if reseed_global:
+        torch.manual_seed(seed)
     cl = torch.channels_last
-    g_net = GatedInpainter(cfg["width"]).to(memory_format=cl)
     d_net = PatchDiscriminator(32).to(memory_format=cl)
-    g_opt = torch.optim.Adam(g_net.parameters(), lr=cfg["lr"], betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(d_net.parameters(), lr=cfg["lr"], betas=(0.5, 0.999))
-    g_sched = torch.optim.lr_scheduler.CosineAnnealingLR(g_opt, cfg["iterations"], cfg["lr"] / 20)
-    bs, half = cfg["batch_size"], cfg["batch_size"] // 2
+    g_opt = torch.optim.Adam(g_net.parameters(), lr=lr, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(d_net.parameters(), lr=lr, betas=(0.5, 0.999))
+    g_sched = torch.optim.lr_scheduler.CosineAnnealingLR(g_opt, iterations, lr / 20)
+    bs = cfg["batch_size"]
+    n_free = bs - round(bs * object_share)  # the first n_free samples get free-form holes
+    size = data.images.shape[-1]
     losses = []
-    bar = tqdm(range(cfg["iterations"]), disable=not progress, desc="inpainter")
+    bar = tqdm(range(iterations), disable=not progress, desc=desc)
     for it in bar:
-        idx = torch.randint(cfg["n_train"], (bs,), generator=gen)
+        idx = torch.randint(len(data), (bs,), generator=gen)
         k = torch.randint(8, (bs,), generator=gen)
-        # First half: free-form holes on world images; second half: object removal.
         img = _dihedral(data.images[idx], k)
         bg = _dihedral(data.backgrounds[idx], k)
         obj = _dihedral(data.masks[idx].float(), k)
         hole = torch.cat([
-            random_holes(half, size, gen),
-            dilate(obj[half:], torch.randint(0, 5, (bs - half,), generator=gen)),
+            random_holes(n_free, size, gen),
+            dilate(obj[n_free:], torch.randint(0, 5, (bs - n_free,), generator=gen)),
         ])
-        target = torch.cat([img[:half], bg[half:]]) * 2 - 1
-        x = (torch.cat([img[:half], img[half:]]) * 2 - 1).contiguous(memory_format=cl)
+        # free-form holes reconstruct the image; object holes must give the true background
+        target = torch.cat([img[:n_free], bg[n_free:]]) * 2 - 1
+        x = (img * 2 - 1).contiguous(memory_format=cl)
         hole = hole.contiguous(memory_format=cl)
         pred = g_net(x, hole)
         comp = pred * hole + target * (1 - hole)
-        use_adv = it >= cfg["warmup"]
+        use_adv = it >= warmup
         if use_adv:  # critic step on detached composites (hinge loss)
             d_loss = F.relu(1 - d_net(target, hole)).mean() + F.relu(
                 1 + d_net(comp.detach(), hole)
@@ -247,18 +235,74 @@ def train_inpainter(
         g_sched.step()
         losses.append(l1.item())
         bar.set_postfix(l1=f"{np.mean(losses[-50:]):.3f}", refresh=False)
-        if snapshot_every and (it + 1) % snapshot_every == 0 and it + 1 < cfg["iterations"]:
-            # a snapshot beside the cache (never the shipped path) to inspect long runs early
+        if snapshot_every and (it + 1) % snapshot_every == 0 and it + 1 < iterations:
+            # a snapshot in the cache (never the shipped path) to inspect long runs early
             from kit.paths import CACHE_DIR
 
-            save_atomic({"state_dict": g_net.state_dict(), "config": cfg, "iteration": it + 1,
-                         "seconds": time.time() - t0}, CACHE_DIR / "world_inpainter.snapshot.pt")
+            save_atomic({"state_dict": g_net.state_dict(), "config": cfg, "stage": desc,
+                         "iteration": it + 1, "seconds": time.time() - t0},
+                        CACHE_DIR / "world_inpainter.snapshot.pt")
+    return losses
+
+
+def train_inpainter(
+    out: str | os.PathLike | None = None, *, progress: bool = False, snapshot_every: int = 0,
+    init: str | os.PathLike | None = None, **overrides,
+) -> dict:
+    """Train :class:`~kit.nets.GatedInpainter` on world ``train`` images and save the checkpoint.
+
+    Two stages: ``iterations`` with half free-form / half object-removal holes (the critic joins
+    after ``warmup``), then ``ft_iterations`` of fine-tuning with a fresh critic and a larger
+    object-removal share ``ft_object_share`` at learning rate ``ft_lr``.
+
+    Args:
+        out: checkpoint path (default ``data/world_inpainter.pt``).
+        progress: show tqdm bars.
+        snapshot_every: if > 0, also save the generator every this many iterations to
+            ``data/cache/world_inpainter.snapshot.pt`` (to evaluate a long run early).
+        init: a checkpoint of this configuration's first stage (``stage1_state_dict`` of a saved
+            checkpoint, or a snapshot saved at the end of stage 1): skip stage 1 and run stage 2
+            only. Stage 2 draws from its own seeds, so the result equals a full run's bits.
+        **overrides: any key of :data:`INPAINTER_DEFAULTS`.
+
+    Returns:
+        The saved checkpoint dict (``state_dict``, ``config``, ``train_seconds``, ``losses``).
+    """
+    from kit.models import WORLD_INPAINTER_PATH, _load_state
+
+    cfg = {**INPAINTER_DEFAULTS, **overrides}
+    unknown = set(overrides) - set(INPAINTER_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown options {sorted(unknown)}; valid: {sorted(INPAINTER_DEFAULTS)}")
+    t0 = time.time()
+    torch.manual_seed(cfg["seed"])  # weight initialisation draws from the global generator
+    g_net = GatedInpainter(cfg["width"]).to(memory_format=torch.channels_last)
+    data = world.sample(cfg["n_train"], cfg["seed"] + 1000, "train")  # not the classifier's images
+    losses: list[float] = []
+    if init is None:
+        losses += _inpainter_stage(
+            g_net, data, cfg, iterations=cfg["iterations"], lr=cfg["lr"], warmup=cfg["warmup"],
+            object_share=0.5, seed=cfg["seed"], progress=progress, desc="inpainter",
+            snapshot_every=snapshot_every, t0=t0, reseed_global=False,
+        )
+    else:
+        state = _load_state(init, "inpainter stage-1", "Pass a checkpoint saved by this function.")
+        g_net.load_state_dict(state.get("stage1_state_dict", state["state_dict"]))
+    stage1 = {kk: v.clone().contiguous() for kk, v in g_net.state_dict().items()}
+    if cfg["ft_iterations"]:
+        losses += _inpainter_stage(
+            g_net, data, cfg, iterations=cfg["ft_iterations"], lr=cfg["ft_lr"], warmup=0,
+            object_share=cfg["ft_object_share"], seed=cfg["seed"] + 1, progress=progress,
+            desc="inpainter fine-tune", snapshot_every=snapshot_every, t0=t0,
+        )
     ckpt = {
         "state_dict": {kk: v.contiguous() for kk, v in g_net.state_dict().items()},
         "config": cfg,
         "train_seconds": time.time() - t0,
         "losses": losses[:: max(1, len(losses) // 200)],
     }
+    if cfg["ft_iterations"]:
+        ckpt["stage1_state_dict"] = stage1
     save_atomic(ckpt, out or WORLD_INPAINTER_PATH)
     return ckpt
 

@@ -113,12 +113,19 @@ def test_training_is_reproducible_and_loadable(tmp_path):
     a = train_inpainter(tmp_path / "a.pt", n_train=16, iterations=3, warmup=1, batch_size=4)
     b = train_inpainter(tmp_path / "b.pt", n_train=16, iterations=3, warmup=1, batch_size=4)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    # the fine-tuning stage resumed from the stage-1 weights gives a full run's bits
+    c = train_inpainter(tmp_path / "c.pt", n_train=16, iterations=3, warmup=1, batch_size=4,
+                        ft_iterations=2)
+    d = train_inpainter(tmp_path / "d.pt", n_train=16, iterations=3, warmup=1, batch_size=4,
+                        ft_iterations=2, init=tmp_path / "a.pt")
+    assert all(torch.equal(c["state_dict"][k], d["state_dict"][k]) for k in c["state_dict"])
+    assert all(torch.equal(c["stage1_state_dict"][k], a["state_dict"][k]) for k in a["state_dict"])
     inp = load_inpainter("world", path=tmp_path / "a.pt")
     x = world.sample(2, seed=0).images
     assert inp(x, torch.ones(2, 1, 64, 64)).shape == (2, 3, 64, 64)
-    c = train_classifier(tmp_path / "c.pt", n_train=64, n_val=16, epochs=1, batch_size=32)
-    model = load_classifier("world", path=tmp_path / "c.pt")
-    assert model.classes == world.CLASSES and 0 <= c["val_accuracy"] <= 1
+    e = train_classifier(tmp_path / "e.pt", n_train=64, n_val=16, epochs=1, batch_size=32)
+    model = load_classifier("world", path=tmp_path / "e.pt")
+    assert model.classes == world.CLASSES and 0 <= e["val_accuracy"] <= 1
     with pytest.raises(ValueError, match=r"unknown options \['epoch'\]"):
         train_classifier(tmp_path / "d.pt", epoch=3)
 
