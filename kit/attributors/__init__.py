@@ -15,8 +15,30 @@ up with a clear error.
 
 from __future__ import annotations
 
-ATTRIBUTORS: dict = {}
-"""Name -> attributor function (filled by the explicit imports below)."""
+from kit.attributors.grad_cam import grad_cam
+from kit.attributors.gradients import (
+    guided_backprop,
+    input_x_gradient,
+    integrated_gradients,
+    saliency,
+    smoothgrad,
+    smoothgrad_sq,
+    vargrad,
+)
+from kit.attributors.random_map import random_baseline
+
+ATTRIBUTORS: dict = {
+    "saliency": saliency,
+    "input_x_gradient": input_x_gradient,
+    "integrated_gradients": integrated_gradients,
+    "smoothgrad": smoothgrad,
+    "smoothgrad_sq": smoothgrad_sq,
+    "vargrad": vargrad,
+    "guided_backprop": guided_backprop,
+    "grad_cam": grad_cam,
+    "random": random_baseline,  # named random_baseline in code: no shadowing of the random module
+}
+"""Name -> attributor function (filled by the explicit imports above)."""
 
 
 def get_attributor(name: str):
