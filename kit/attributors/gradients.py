@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kit.attributors._common import check_inputs, check_positive_int, check_score, model_guard
 
