@@ -25,7 +25,10 @@ from kit.attributors.gradients import (
     smoothgrad_sq,
     vargrad,
 )
+from kit.attributors.lime import lime
 from kit.attributors.random_map import random_baseline
+from kit.attributors.rise import rise
+from kit.attributors.sliding_patch import sliding_patch
 
 ATTRIBUTORS: dict = {
     "saliency": saliency,
@@ -36,6 +39,9 @@ ATTRIBUTORS: dict = {
     "vargrad": vargrad,
     "guided_backprop": guided_backprop,
     "grad_cam": grad_cam,
+    "sliding_patch": sliding_patch,
+    "lime": lime,
+    "rise": rise,
     "random": random_baseline,  # named random_baseline in code: no shadowing of the random module
 }
 """Name -> attributor function (filled by the explicit imports above)."""
