@@ -26,6 +26,7 @@ from kit.attributors.gradients import (
     vargrad,
 )
 from kit.attributors.lime import lime
+from kit.attributors.meaningful_perturbation import meaningful_perturbation, mp2
 from kit.attributors.random_map import random_baseline
 from kit.attributors.rise import rise
 from kit.attributors.sliding_patch import sliding_patch
@@ -42,6 +43,8 @@ ATTRIBUTORS: dict = {
     "sliding_patch": sliding_patch,
     "lime": lime,
     "rise": rise,
+    "meaningful_perturbation": meaningful_perturbation,
+    "mp2": mp2,
     "random": random_baseline,  # named random_baseline in code: no shadowing of the random module
 }
 """Name -> attributor function (filled by the explicit imports above)."""
