@@ -15,6 +15,7 @@ up with a clear error.
 
 from __future__ import annotations
 
+from kit.attributors.fido import fido
 from kit.attributors.grad_cam import grad_cam
 from kit.attributors.gradients import (
     guided_backprop,
@@ -45,6 +46,7 @@ ATTRIBUTORS: dict = {
     "rise": rise,
     "meaningful_perturbation": meaningful_perturbation,
     "mp2": mp2,
+    "fido": fido,
     "random": random_baseline,  # named random_baseline in code: no shadowing of the random module
 }
 """Name -> attributor function (filled by the explicit imports above)."""

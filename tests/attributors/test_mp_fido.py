@@ -1,4 +1,4 @@
-"""Mask-optimising attributors: MP / MP-G, MP2 / MP2-G (methods.md §3.3-3.4).
+"""Mask-optimising attributors: MP / MP-G, MP2 / MP2-G, FIDO SDR / SSR (methods.md §3.3-3.5).
 
 Oracle: ``patch_model`` (class 0's logit = mean intensity inside the square rows/cols 8..15 of a
 32x32 image) on an image that is bright inside the square, with a black fill: deleting the square
@@ -11,6 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kit.attributors.fido import (
+    concrete_keep,
+    dropout_composite,
+    fido,
+    fido_explain,
+    logodds,
+)
 from kit.attributors.meaningful_perturbation import (
     binarise,
     mask_composite,
@@ -19,6 +26,7 @@ from kit.attributors.meaningful_perturbation import (
     mp2_explain,
     mp_explain,
 )
+from kit.masks import upsample
 from kit.models import Inpainter
 from kit.removers import Gray, Inpaint, Precomputed
 
@@ -173,3 +181,105 @@ def test_bad_hyperparameters(tiny_cnn, images, fn, kw, pattern):
 def test_bad_mp_only_hyperparameters(tiny_cnn, images, kw, pattern):
     with pytest.raises(ValueError, match=pattern):
         meaningful_perturbation(tiny_cnn, images, 0, **kw)
+
+
+# --- FIDO ---------------------------------------------------------------------------------
+
+
+def _square_pixels() -> torch.Tensor:
+    m = torch.zeros(32, 32, dtype=torch.bool)
+    m[8:16, 8:16] = True
+    return m
+
+
+def _far_from_square() -> torch.Tensor:
+    """Pixels beyond the bilinear reach of the 8x8 grid cells 1..4 that overlap the square."""
+    m = torch.ones(32, 32, dtype=torch.bool)
+    m[2:22, 2:22] = False
+    return m
+
+
+@pytest.mark.parametrize("objective", ["sdr", "ssr"])
+def test_fido_peak_in_square(patch_model, square_image, objective):
+    res = fido_explain(patch_model, square_image, 0, remover=BLACK, objective=objective,
+                       iterations=30)
+    sal = res.sal
+    assert sal.shape == (2, 1, 32, 32) and sal.dtype == torch.float32
+    assert res.drop.shape == (2, 1, 8, 8)  # fido_grid at 32 px: round(56 * 32 / 224)
+    assert res.losses.shape == (30, 2)
+    assert -0.5 <= sal.min() and sal.max() <= 0.5
+    inside, far = _square_pixels(), _far_from_square()
+    for s in sal[:, 0]:
+        assert inside.flatten()[s.flatten().argmax()]
+        assert s[inside].min() > 0.1 and s[far].max() < -0.1  # polarity: square = evidence
+    # SDR drops the square, SSR keeps it
+    d = res.drop[:, 0, 2:4, 2:4].mean()
+    assert d > 0.6 if objective == "sdr" else d < 0.4
+
+
+def test_fido_default_grid_and_polarity_relation(tiny_cnn):
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    res = fido_explain(tiny_cnn, x, 0, iterations=2)
+    assert res.drop.shape == (1, 1, 16, 16) and res.sal.shape == (1, 1, 64, 64)
+    torch.testing.assert_close(res.sal, upsample(res.drop, 64) - 0.5)
+
+
+def test_logodds():
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    p = logits.softmax(1)
+    expected = torch.stack([(p[0, 0] / (p[0, 1] + p[0, 2])).log(),
+                            (p[1, 2] / (p[1, 0] + p[1, 1])).log()])
+    torch.testing.assert_close(logodds(logits, torch.tensor([0, 2])), expected)
+
+
+def test_concrete_keep_limits():
+    drop = torch.tensor([0.01, 0.5, 0.99])
+    u = torch.full((3,), 0.5)  # logit u = 0: the sample is 1 - sigmoid(logit(drop) / tau)
+    z = concrete_keep(drop, u, 0.1)
+    assert z[0] > 0.99 and abs(z[1] - 0.5) < 1e-6 and z[2] < 0.01
+
+
+def test_fido_generative_composite(inpaint):
+    """FIDO-CA: the generator sees round(z), its output is detached; the composite keeps the
+    continuous z, so d x_tilde / d z = x - I."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    z = torch.rand(2, 1, 32, 32, generator=g).requires_grad_(True)
+    xt = dropout_composite(inpaint, x, z)
+    kept = z.detach().round()
+    fill = x * kept + FILL * (1 - kept)  # the inpainter returns x outside its hole
+    torch.testing.assert_close(xt, x * z.detach() + fill * (1 - z.detach()))
+    xt.sum().backward()
+    torch.testing.assert_close(z.grad, ((x - FILL) * (1 - kept)).sum(1, keepdim=True))
+    assert z.grad.abs().sum() > 0
+
+
+def test_fido_generative_variant(patch_model, square_image, inpaint):
+    res_g = fido_explain(patch_model, square_image, 0, remover=inpaint, iterations=30)
+    inside, far = _square_pixels(), _far_from_square()
+    for s in res_g.sal[:, 0]:
+        assert s[inside].mean() > 0.1 and s[far].max() < 0
+    res_gray = fido_explain(patch_model, square_image, 0, remover="gray", iterations=30)
+    assert not torch.allclose(res_g.losses, res_gray.losses)
+    assert not torch.allclose(res_g.sal, res_gray.sal)
+
+
+def test_fido_seed(tiny_cnn, images):
+    a = fido(tiny_cnn, images, 0, iterations=3, seed=1)
+    assert torch.equal(a, fido(tiny_cnn, images, 0, iterations=3, seed=1))
+    assert not torch.equal(a, fido(tiny_cnn, images, 0, iterations=3, seed=2))
+
+
+@pytest.mark.parametrize("kw, pattern", [
+    ({"iterations": 0}, r"iterations must be an integer >= 1, got 0"),
+    ({"objective": "sar"}, r"objective must be one of sdr, ssr, got 'sar'"),
+    ({"score": "odds"}, r"score must be one of logodds, prob, logit, logprob, got 'odds'"),
+    ({"n_copies": 0}, r"n_copies must be an integer >= 1"),
+    ({"temperature": 0}, r"temperature must be a number > 0"),
+    ({"lr": -0.1}, r"lr must be a number > 0"),
+    ({"ramp": -1}, r"ramp must be an integer >= 0"),
+    ({"grid": 0}, r"grid must be an integer >= 1"),
+])
+def test_fido_bad_hyperparameters(tiny_cnn, images, kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        fido(tiny_cnn, images, 0, **kw)
