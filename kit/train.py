@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kit import world
 from kit.nets import GatedInpainter, PatchDiscriminator, WorldCNN
@@ -44,7 +44,7 @@ CLASSIFIER_DEFAULTS = dict(
 )
 INPAINTER_DEFAULTS = dict(
     n_train=12000, iterations=3000, batch_size=24, lr=1e-3, width=24, adv_weight=0.01,
-    warmup=800, seed=0, ft_iterations=0, ft_lr=3e-4, ft_object_share=0.75,
+    warmup=800, seed=0, ft_iterations=1000, ft_lr=3e-4, ft_object_share=0.75,
 )
 
 
@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=None, help="inpainter iterations")
     parser.add_argument("--epochs", type=int, default=None, help="classifier epochs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--init", default=None,
+                        help="inpainter: stage-1 checkpoint; run the fine-tuning stage only")
     parser.add_argument("--snapshot-every", type=int, default=0,
                         help="inpainter: save a snapshot to data/cache every N iterations")
     args = parser.parse_args(argv)
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         kw = {} if args.iterations is None else {"iterations": args.iterations}
         ckpt = train_inpainter(args.out, progress=not args.quiet, snapshot_every=args.snapshot_every,
-                               **kw)
+                               init=args.init, **kw)
         print(f"final L1 {np.mean(ckpt['losses'][-10:]):.4f} in {ckpt['train_seconds']:.0f} s")
 
 
