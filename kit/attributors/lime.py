@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns without ipywidgets
 
 from kit.attributors._common import (
     check_inputs,

@@ -39,7 +39,7 @@ Usage::
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns without ipywidgets
 
 from kit.attributors._common import (
     batched_scores,
