@@ -57,3 +57,6 @@ def get_attributor(name: str):
     if name not in ATTRIBUTORS:
         raise ValueError(f"unknown attributor {name!r}; valid names: {', '.join(ATTRIBUTORS)}")
     return ATTRIBUTORS[name]
+
+
+from kit.attributors.methods import METHODS, Method, explain  # noqa: E402  (needs ATTRIBUTORS)

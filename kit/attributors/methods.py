@@ -1,0 +1,90 @@
+"""The paper's method names as (attributor, remover, hyperparameters) triples, for notebooks.
+
+Agarwal & Nguyen compare each perturbation method X with X-G, the same method whose removed pixels
+are filled by a generative inpainter; in kit that is the same attributor with the ``inpaint``
+remover. Hyperparameters left out of ``params`` take the attributor's defaults, which are
+resolved from the image size (:mod:`kit.defaults`: the 64×64 project values, the 224×224
+reference values otherwise). ``reference`` records the paper's 224×224 settings beside them.
+
+Usage::
+
+    from kit.attributors import METHODS, explain
+    sal = explain("SP-G", model, x, target)          # sliding patch with the world inpainter
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["METHODS", "Method", "explain"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One named configuration.
+
+    Attributes:
+        attributor: key of :data:`kit.attributors.ATTRIBUTORS`.
+        remover: a :mod:`kit.removers` name, or None for methods that remove nothing.
+        params: hyperparameters passed to the attributor (the rest are its defaults).
+        reference: the published 224×224 settings, for the record.
+    """
+
+    attributor: str
+    remover: str | None = None
+    params: dict = field(default_factory=dict)
+    reference: str = ""
+
+
+_SP = "window 29, stride 3 at 224 (GAM); 8 / 2 at 64"
+_LIME = "500 samples, 50 SLIC segments, compactness 30, sigma 3 at 224 (GAM); sigma 1 at 64"
+_MP = "28x28 mask, 300 Adam steps lr 0.1, L1 1e-4, TV 1e-2 (beta 3), jitter 4 px, blur radius 10 at 224; 8x8 grid, jitter 1 px, blur sigma 3 at 64"
+_MP2 = "MP without blur radius, TV, jitter and noise; 14x14 grid at 224, 8x8 at 64"
+_FIDO = "56x56 dropout grid at 224, 16x16 at 64; CA = the generative inpainter"
+_RISE = "4000 masks, 7x7 cells, p 0.5"
+
+METHODS: dict[str, Method] = {
+    "SP": Method("sliding_patch", "gray", reference=_SP),
+    "SP-G": Method("sliding_patch", "inpaint", reference=_SP),
+    "LIME": Method("lime", "gray", reference=_LIME),
+    "LIME-G": Method("lime", "inpaint", reference=_LIME),
+    "MP": Method("meaningful_perturbation", "blur", reference=_MP),
+    "MP-G": Method("meaningful_perturbation", "inpaint", reference=_MP),
+    "MP2": Method("mp2", "blur", reference=_MP2),
+    "MP2-G": Method("mp2", "inpaint", reference=_MP2),
+    "FIDO-CA-SDR": Method("fido", "inpaint", {"objective": "sdr"}, _FIDO),
+    "FIDO-CA-SSR": Method("fido", "inpaint", {"objective": "ssr"}, _FIDO),
+    "RISE": Method("rise", "gray", reference=_RISE),
+    "RISE-G": Method("rise", "inpaint", reference=_RISE),
+    "Saliency": Method("saliency", reference="max |gradient| over channels"),
+    "InputXGradient": Method("input_x_gradient"),
+    "IntegratedGradients": Method("integrated_gradients", reference="50 steps, black baseline"),
+    "SmoothGrad": Method("smoothgrad", reference="50 samples, spread 0.15"),
+    "SmoothGrad2": Method("smoothgrad_sq", reference="50 samples, spread 0.15"),
+    "VarGrad": Method("vargrad", reference="50 samples, spread 0.15"),
+    "GuidedBackprop": Method("guided_backprop"),
+    "GradCAM": Method("grad_cam"),
+    "random": Method("random"),
+}
+"""Paper name -> :class:`Method`."""
+
+
+def explain(name: str, model, x, target, **overrides):
+    """Run the method called ``name`` in :data:`METHODS`; ``overrides`` replace its parameters.
+
+    Returns:
+        The attributor's ``(N,1,h,w)`` map.
+
+    Raises:
+        ValueError: unknown method name (the message lists the valid ones).
+    """
+    from kit.attributors import get_attributor
+
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid names: {', '.join(METHODS)}")
+    m = METHODS[name]
+    kwargs = dict(m.params)
+    if m.remover is not None:
+        kwargs["remover"] = m.remover
+    kwargs.update(overrides)
+    return get_attributor(m.attributor)(model, x, target, **kwargs)

@@ -1,0 +1,28 @@
+"""The METHODS table: every entry resolves to a registered attributor and a known remover."""
+
+import pytest
+import torch
+
+from kit.attributors import ATTRIBUTORS, METHODS, explain
+from kit.removers import REMOVERS
+
+PAPER = ["SP", "SP-G", "LIME", "LIME-G", "MP", "MP-G", "MP2", "MP2-G", "FIDO-CA-SDR", "FIDO-CA-SSR"]
+
+
+def test_table_is_complete_and_consistent():
+    assert set(PAPER) <= set(METHODS) and "random" in METHODS
+    for name, m in METHODS.items():
+        assert m.attributor in ATTRIBUTORS, name
+        assert m.remover is None or m.remover in REMOVERS, name
+    for x in ("SP", "LIME", "MP", "MP2"):  # X and X-G differ only by the remover
+        a, g = METHODS[x], METHODS[f"{x}-G"]
+        assert a.attributor == g.attributor and a.params == g.params and g.remover == "inpaint"
+
+
+def test_explain_equals_the_direct_call(linear_model):
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = explain("SP", linear_model, x, 0, window=8, stride=8)
+    b = ATTRIBUTORS["sliding_patch"](linear_model, x, 0, remover="gray", window=8, stride=8)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="unknown method 'SP-X'; valid names: SP, SP-G"):
+        explain("SP-X", linear_model, x, 0)
