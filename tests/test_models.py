@@ -110,14 +110,13 @@ def test_unknown_names():
 
 def test_training_is_reproducible_and_loadable(tmp_path):
     """Tiny runs of both trainers: same seed, same bits; the checkpoints load."""
-    a = train_inpainter(tmp_path / "a.pt", n_train=16, iterations=3, warmup=1, batch_size=4)
-    b = train_inpainter(tmp_path / "b.pt", n_train=16, iterations=3, warmup=1, batch_size=4)
+    tiny = dict(n_train=16, iterations=3, warmup=1, batch_size=4)
+    a = train_inpainter(tmp_path / "a.pt", ft_iterations=0, **tiny)
+    b = train_inpainter(tmp_path / "b.pt", ft_iterations=0, **tiny)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     # the fine-tuning stage resumed from the stage-1 weights gives a full run's bits
-    c = train_inpainter(tmp_path / "c.pt", n_train=16, iterations=3, warmup=1, batch_size=4,
-                        ft_iterations=2)
-    d = train_inpainter(tmp_path / "d.pt", n_train=16, iterations=3, warmup=1, batch_size=4,
-                        ft_iterations=2, init=tmp_path / "a.pt")
+    c = train_inpainter(tmp_path / "c.pt", ft_iterations=2, **tiny)
+    d = train_inpainter(tmp_path / "d.pt", ft_iterations=2, init=tmp_path / "a.pt", **tiny)
     assert all(torch.equal(c["state_dict"][k], d["state_dict"][k]) for k in c["state_dict"])
     assert all(torch.equal(c["stage1_state_dict"][k], a["state_dict"][k]) for k in a["state_dict"])
     inp = load_inpainter("world", path=tmp_path / "a.pt")

@@ -62,7 +62,7 @@ def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
         raise ValueError(f"need at least 2 samples per set, got {len(a)} and {len(b)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    covmean = linalg.sqrtm(s_a @ s_b)
     if not np.isfinite(covmean).all():  # singular product: regularise as pytorch-fid does
         eps = 1e-6 * np.eye(a.shape[1])
         covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
