@@ -64,6 +64,13 @@ class GatedConv(nn.Module):
         return F.elu(feat) * torch.sigmoid(gate)
 
 
+def _up2(h: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2x upsampling as a broadcast copy: the same values as
+    ``F.interpolate(h, scale_factor=2, mode="nearest")``, several times faster on CPU."""
+    n, c, hh, ww = h.shape
+    return h[:, :, :, None, :, None].expand(n, c, hh, 2, ww, 2).reshape(n, c, 2 * hh, 2 * ww)
+
+
 class GatedInpainter(nn.Module):
     """Gated-convolution inpainting network on ``[-1,1]`` images.
 
@@ -92,8 +99,8 @@ class GatedInpainter(nn.Module):
         h1 = self.e1(inp)
         h3 = self.e3(self.e2(h1))
         h = self.mid(self.e4(h3))
-        h = self.d1(F.interpolate(h, scale_factor=2.0, mode="nearest")) + h3
-        h = self.d2(F.interpolate(h, scale_factor=2.0, mode="nearest")) + h1
+        h = self.d1(_up2(h)) + h3
+        h = self.d2(_up2(h)) + h1
         return torch.tanh(self.out(h))
 
 
