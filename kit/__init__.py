@@ -26,7 +26,7 @@ def setup(seed: int = 0, threads: int | None = None) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (user code in notebooks reads the legacy global)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     if threads is not None:

@@ -97,7 +97,8 @@ class Classifier(nn.Module):
             fc = None
         if not isinstance(fc, nn.Linear):
             raise AttributeError(
-                f"cannot find the final linear layer {self.fc_name!r} of {type(self.net).__name__}; "
+                f"cannot find the final linear layer {self.fc_name!r} of "
+                f"{type(self.net).__name__}; "
                 "pass fc_name= to Classifier"
             )
         captured = []
@@ -164,7 +165,9 @@ def _check_images(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} contains NaN values")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 1:
-        raise ValueError(f"{name} must be in [0,1] (pixel space), got values in [{lo:.3g}, {hi:.3g}]")
+        raise ValueError(
+            f"{name} must be in [0,1] (pixel space), got values in [{lo:.3g}, {hi:.3g}]"
+        )
 
 
 def _load_state(path: Path, what: str, how: str) -> dict:

@@ -360,4 +360,6 @@ def get_remover(spec: str | Remover, *, model: Classifier | None = None, **kwarg
         return cls(**kwargs)
     except TypeError as err:
         valid = [f for f in cls.__dataclass_fields__ if not f.startswith("_")]
-        raise ValueError(f"bad options for remover {spec!r}: {err}; valid options: {valid}") from err
+        raise ValueError(
+            f"bad options for remover {spec!r}: {err}; valid options: {valid}"
+        ) from err

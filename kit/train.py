@@ -326,8 +326,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"val accuracy {ckpt['val_accuracy']:.4f} in {ckpt['train_seconds']:.0f} s")
     else:
         kw = {} if args.iterations is None else {"iterations": args.iterations}
-        ckpt = train_inpainter(args.out, progress=not args.quiet, snapshot_every=args.snapshot_every,
-                               init=args.init, **kw)
+        ckpt = train_inpainter(
+            args.out, progress=not args.quiet, snapshot_every=args.snapshot_every,
+            init=args.init, **kw,
+        )
         print(f"final L1 {np.mean(ckpt['losses'][-10:]):.4f} in {ckpt['train_seconds']:.0f} s")
 
 

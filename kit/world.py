@@ -2,8 +2,8 @@
 
 Every image holds one object (a shape family: the class) at a random position, scale, rotation,
 colour and texture, pasted on a background crop of a natural photograph or texture that ships inside
-scikit-image's wheel. Each sample also carries the same scene rendered *without* the object, which is
-the true counterfactual that removal methods try to approximate (methods.md §2.5, §4.1).
+scikit-image's wheel. Each sample also carries the same scene rendered *without* the object,
+which is the true counterfactual that removal methods try to approximate (methods.md §2.5, §4.1).
 
 Colour and texture distributions are identical for every class, so shape is the only cue.
 
@@ -61,7 +61,8 @@ BACKGROUND_FILES: tuple[str, ...] = (
     "clock_motion.png",
 )
 """Photographs and textures from the scikit-image wheel (no download). Images full of the world's
-shapes (coins, chessboards) are left out on purpose: they would put class evidence in backgrounds."""
+shapes (coins, chessboards) are left out on purpose: they would put class evidence in
+backgrounds."""
 
 TEXTURES: tuple[str, ...] = ("flat", "stripes", "checker", "blobs", "gradient")
 
@@ -79,7 +80,8 @@ class WorldBatch:
         labels: ``(n,)`` int64 indices into :data:`CLASSES`.
         masks: ``(n,1,H,W)`` bool, pixels touched by the object (image != background only here).
         boxes: ``(n,4)`` int64 ``(x0, y0, x1, y1)``, tight box of ``masks``; x1, y1 exclusive.
-        backgrounds: ``(n,3,H,W)`` float32, the same scenes without the object (true counterfactual).
+        backgrounds: ``(n,3,H,W)`` float32, the same scenes without the object (the true
+            counterfactual).
     """
 
     images: torch.Tensor

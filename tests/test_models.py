@@ -16,7 +16,6 @@ from kit.removers import Blur, Gray, Inpaint, Telea
 from kit.train import train_classifier, train_inpainter
 
 
-
 @pytest.fixture(scope="module")
 def clf():
     return load_classifier("world")

@@ -38,7 +38,10 @@ class Method:
 
 _SP = "window 29, stride 3 at 224 (GAM); 8 / 2 at 64"
 _LIME = "500 samples, 50 SLIC segments, compactness 30, sigma 3 at 224 (GAM); sigma 1 at 64"
-_MP = "28x28 mask, 300 Adam steps lr 0.1, L1 1e-4, TV 1e-2 (beta 3), jitter 4 px, blur radius 10 at 224; 8x8 grid, jitter 1 px, blur sigma 3 at 64"
+_MP = (
+    "28x28 mask, 300 Adam steps lr 0.1, L1 1e-4, TV 1e-2 (beta 3), jitter 4 px, blur radius 10 "
+    "at 224; 8x8 grid, jitter 1 px, blur sigma 3 at 64"
+)
 _MP2 = "MP without blur radius, TV, jitter and noise; 14x14 grid at 224, 8x8 at 64"
 _FIDO = "56x56 dropout grid at 224, 16x16 at 64; CA = the generative inpainter"
 _RISE = "4000 masks, 7x7 cells, p 0.5"

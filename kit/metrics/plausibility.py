@@ -57,7 +57,9 @@ def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must be (N,D) and (M,D) feature arrays, got {a.shape}, {b.shape}")
+        raise ValueError(
+            f"a and b must be (N,D) and (M,D) feature arrays, got {a.shape}, {b.shape}"
+        )
     if min(len(a), len(b)) < 2:
         raise ValueError(f"need at least 2 samples per set, got {len(a)} and {len(b)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -143,7 +145,8 @@ def removal_quality(
         A pandas DataFrame, one row per remover: ``p_removed`` (mean probability of the removed
         object's class, with 95% bootstrap CI), ``l1`` and ``psnr`` inside the hole (vs the true
         background), ``fd_background`` (feature Fréchet distance to the true backgrounds),
-        ``fd_real`` (to the original images, objects included), ``artifact_rate``. The first row, ``true background``, is the floor.
+        ``fd_real`` (to the original images, objects included), ``artifact_rate``. The first
+        row, ``true background``, is the floor.
     """
     import pandas as pd
 
