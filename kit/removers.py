@@ -13,6 +13,7 @@ name          fill F                                                            
 ``inpaint``   a learned inpainter (world model, LaMa, any TorchScript file)         no
 ``oracle``    the true background (world only: the scene rendered without object)  yes
 ``precomputed``  a fill computed elsewhere (e.g. a blur of the full-resolution photo)  yes
+``cached``    another remover's fills, memoised in a bounded LRU store             as wrapped
 ============  ===================================================================  =============
 
 Shapes: ``x`` is ``(N,3,H,W)`` in [0,1]; ``keep`` is ``(M,1,H,W)`` in [0,1] (1 = keep) with
@@ -33,7 +34,9 @@ Usage::
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -323,6 +326,90 @@ class TrueBackground(Precomputed):
     name: ClassVar[str] = "oracle"
 
 
+@dataclass(frozen=True, eq=False)
+class Cached(Remover):
+    """An explicit, bounded memo of another remover's fills (least recently used first out).
+
+    Attribution methods and metrics often ask for the same (image, mask) fill: SP-G and a
+    deletion curve with the inpainter share masks, and sweeps rerun the same method. Wrapping the
+    remover once and passing the wrapper everywhere reuses those fills instead of re-inpainting.
+
+    Entries are keyed by the bytes of the image and of the *hole* mask. For hole-based removers
+    (``telea``, ``ns``, ``inpaint``) the soft ``keep`` is first binarised with the wrapped
+    remover's own threshold rule over the whole call, exactly as the wrapped remover would, so a
+    cached fill equals an uncached one; the composite still uses the soft ``keep``.
+
+    Args:
+        remover: the remover whose fills are cached (a name or an object, see :func:`get_remover`).
+        max_items: the most fills kept (each ``3*H*W`` floats on the CPU).
+    """
+
+    remover: Remover | str = "inpaint"
+    max_items: int = 4096
+    name: ClassVar[str] = "cached"
+
+    def __post_init__(self):
+        inner = get_remover(self.remover)
+        if isinstance(inner, Cached):
+            raise ValueError("remover is already a Cached remover; wrap the original once")
+        m = self.max_items
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"max_items must be an integer >= 1, got {self.max_items!r}")
+        object.__setattr__(self, "remover", inner)
+        object.__setattr__(self, "differentiable", inner.differentiable)
+        object.__setattr__(self, "_store", collections.OrderedDict())
+        object.__setattr__(self, "stats", {"hits": 0, "misses": 0})
+
+    def clear(self) -> None:
+        """Drop every cached fill and reset the hit/miss counters."""
+        self._store.clear()
+        self.stats.update(hits=0, misses=0)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @staticmethod
+    def _key(img: torch.Tensor, hole: torch.Tensor) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        for t in (img, hole):
+            a = t.detach().cpu().contiguous().numpy()
+            h.update(str((a.dtype, a.shape)).encode())
+            h.update(a.tobytes())
+        return h.digest()
+
+    def fill(self, x, keep):
+        threshold = getattr(self.remover, "threshold", None)
+        if threshold is not None:  # hole-based: the fill depends on (x, binary hole) only
+            keep = 1 - hole_mask(keep, threshold)
+        keys = [self._key(x[i], keep[i]) for i in range(x.shape[0])]
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._store:
+                first.setdefault(k, i)  # a fill repeated inside one call is computed once
+        new: dict[bytes, torch.Tensor] = {}
+        if first:
+            idx = list(first.values())
+            fresh = self.remover.fill(x[idx], keep[idx]).expand(len(idx), 3, *x.shape[-2:])
+            new = {keys[i]: fresh[j] for j, i in enumerate(idx)}
+        out = []
+        for k in keys:
+            if k in new:
+                out.append(new[k])
+            else:
+                self._store.move_to_end(k)
+                out.append(self._store[k])
+        for k, f in new.items():
+            self._store[k] = f.detach().cpu().clone()
+            while len(self._store) > self.max_items:
+                self._store.popitem(last=False)
+        self.stats["misses"] += len(new)
+        self.stats["hits"] += x.shape[0] - len(new)
+        return torch.stack([f.to(device=x.device, dtype=x.dtype) for f in out])
+
+    def __repr__(self) -> str:
+        return f"Cached({self.remover!r}, max_items={self.max_items}, size={len(self)})"
+
+
 REMOVERS: dict[str, type[Remover]] = {
     "gray": Gray,
     "blur": Blur,
@@ -332,6 +419,7 @@ REMOVERS: dict[str, type[Remover]] = {
     "inpaint": Inpaint,
     "oracle": TrueBackground,
     "precomputed": Precomputed,
+    "cached": Cached,
 }
 """Name -> remover class; ``get_remover`` builds one."""
 

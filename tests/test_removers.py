@@ -137,7 +137,7 @@ def test_inpaint_passes_hole_polarity_and_batches():
 
 
 def test_registry_and_get_remover():
-    assert set(REMOVERS) == {"gray", "blur", "noise", "telea", "ns", "inpaint", "oracle", "precomputed"}
+    assert set(REMOVERS) == {"gray", "blur", "noise", "telea", "ns", "inpaint", "oracle", "precomputed", "cached"}
     assert get_remover("blur", sigma=5).sigma == 5
     g = Gray(color=(0.1, 0.1, 0.1))
     assert get_remover(g) is g
@@ -177,3 +177,39 @@ def test_bad_options():
         Gray(color=(1, 2))
     with pytest.raises(ValueError, match="threshold must be 'gam', 'per_mask' or a float"):
         hole_mask(torch.ones(1, 1, 2, 2), "median")
+
+
+def test_cached_remover_reuses_fills_and_matches_uncached():
+    from kit.removers import Cached
+
+    inp = ConstInpainter()
+    plain = Inpaint(model=ConstInpainter())
+    cached = Cached(Inpaint(model=inp), max_items=8)
+    x = rand((1, 3, 8, 8), 0)
+    keep = rand((4, 1, 8, 8), 1)  # soft masks: the GAM threshold is applied over the whole call
+    first = cached(x, keep)
+    assert torch.equal(first, plain(x, keep))
+    assert cached.stats == {"hits": 0, "misses": 4} and len(cached) == 4
+    n_calls = len(inp.calls)
+    again = cached(x, keep)
+    assert torch.equal(again, first) and len(inp.calls) == n_calls  # no new inpainter call
+    assert cached.stats["hits"] == 4
+    # duplicates inside one call are filled once; the store is bounded (LRU)
+    cached.clear()
+    cached(x, torch.cat([keep[:1]] * 3))
+    assert cached.stats == {"hits": 2, "misses": 1}
+    small = Cached(Inpaint(model=ConstInpainter()), max_items=2)
+    small(x, keep)
+    assert len(small) == 2
+    assert not cached.differentiable and Cached(Gray(color=(0.5, 0.5, 0.5))).differentiable
+
+
+def test_cached_remover_bad_options():
+    from kit.removers import Cached
+
+    with pytest.raises(ValueError, match="max_items must be an integer >= 1, got 0"):
+        Cached(Gray(color=(0.5, 0.5, 0.5)), max_items=0)
+    with pytest.raises(ValueError, match="already a Cached remover"):
+        Cached(Cached(Gray(color=(0.5, 0.5, 0.5))))
+    with pytest.raises(ValueError, match="unknown remover 'inpainting'"):
+        Cached("inpainting")
