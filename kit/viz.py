@@ -127,7 +127,10 @@ def metric_bars(table, columns: dict[str, str], *, higher_is_better: dict[str, b
         if f"{col}_lo" in table and f"{col}_hi" in table:
             err = np.stack([vals - table[f"{col}_lo"].to_numpy(float),
                             table[f"{col}_hi"].to_numpy(float) - vals])
-        ax.bar(range(len(vals)), vals, yerr=err, color="tab:gray", capsize=3)
+        bars = ax.bar(range(len(vals)), vals, yerr=err, color="tab:gray", capsize=3)
+        # values printed on the bars: metrics such as FD span orders of magnitude
+        ax.bar_label(bars, labels=[f"{v:.3g}" for v in vals], fontsize=7, padding=2)
+        ax.margins(y=0.15)
         ax.set_xticks(range(len(vals)), table.index, rotation=30, ha="right", fontsize=8)
         if higher_is_better and col in higher_is_better:
             title += " (higher is better)" if higher_is_better[col] else " (lower is better)"
