@@ -51,6 +51,7 @@ from kit.attributors._common import (
     class_score,
     model_guard,
 )
+from kit.attributors.sliding_patch import model_input
 from kit.masks import superpixels
 from kit.removers import get_remover
 
@@ -153,7 +154,7 @@ def lime_explain(model, x: torch.Tensor, target, *, remover="gray", n_samples: i
                 for start in starts:
                     stop = min(start + batch_size, n_samples)
                     keep = zt[start:stop][:, seg].unsqueeze(1)  # (B,1,H,W)
-                    s = class_score(model(rem(x[i : i + 1], keep)),
+                    s = class_score(model(model_input(rem(x[i : i + 1], keep))),
                                     t[i].expand(stop - start), score)
                     y[start:stop] = s.double().cpu()
                     bar.update()

@@ -33,6 +33,7 @@ from kit.attributors._common import (
     class_score,
     model_guard,
 )
+from kit.attributors.sliding_patch import model_input
 from kit.masks import RiseMasks
 from kit.removers import get_remover
 
@@ -79,7 +80,8 @@ def rise(model, x: torch.Tensor, target, *, remover="gray", n_masks: int = 4000,
             m = masks.build(idx, device=x.device, dtype=x.dtype)  # (B,1,H,W)
             flat = m.reshape(idx.shape[0], H * W).double()
             for i in range(n):
-                sc = class_score(model(rem(x[i : i + 1], m)), t[i].expand(idx.shape[0]), score)
+                xt = model_input(rem(x[i : i + 1], m))
+                sc = class_score(model(xt), t[i].expand(idx.shape[0]), score)
                 total[i] += sc.double() @ flat
             bar.update()
     sal = total / (n_masks * masks.p)
