@@ -1,0 +1,88 @@
+"""kit.mapcache: cached maps equal fresh maps; the key reacts to everything that changes a map."""
+
+import pytest
+import torch
+from torch import nn
+
+from kit import mapcache
+from kit.attributors import explain
+from kit.models import Classifier
+
+
+@pytest.fixture
+def toy_classifier() -> Classifier:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3))
+    return Classifier(net, ("a", "b", "c"), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), name="toy")
+
+
+def _setup(tmp_path, monkeypatch, toy_classifier):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 16, 16, generator=g)
+    return toy_classifier, x, torch.tensor([0, 1, 2])
+
+
+def test_cached_equals_fresh_and_is_reused(tmp_path, monkeypatch, toy_classifier):
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    names = ["Saliency", "random"]
+    times = {}
+    a = mapcache.compute_maps(names, model, x, t, timings=times)
+    assert list(a) == names and set(times) == set(names)
+    files = sorted((tmp_path / "maps").glob("*.pt"))
+    assert len(files) == 2
+    for n in names:
+        torch.testing.assert_close(a[n], explain(n, model, x, t, seed=0), rtol=0, atol=0)
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    times2 = {}
+    b = mapcache.compute_maps(names, model, x, t, timings=times2)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes and times2 == {n: 0.0 for n in names}
+    for n in names:
+        assert torch.equal(a[n], b[n])
+
+
+def test_key_changes_with_inputs_seed_overrides_and_model(tmp_path, monkeypatch, toy_classifier):
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    mapcache.compute_maps(["random"], model, x, t)
+    mapcache.compute_maps(["random"], model, x, t, seed=1)
+    mapcache.compute_maps(["random"], model, x, t.flip(0))
+    mapcache.compute_maps(["random"], model, x.flip(0), t)
+    assert len(list((tmp_path / "maps").glob("*.pt"))) == 4
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    mapcache.compute_maps(["random"], model, x, t)
+    assert len(list((tmp_path / "maps").glob("*.pt"))) == 5
+
+
+def test_chunks_are_shared_between_image_counts(tmp_path, monkeypatch, toy_classifier):
+    model, _, _ = _setup(tmp_path, monkeypatch, toy_classifier)
+    x = torch.rand(mapcache.CHUNK + 2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    t = torch.zeros(len(x), dtype=torch.long)
+    small = mapcache.compute_maps(["Saliency"], model, x[: mapcache.CHUNK], t[: mapcache.CHUNK])
+    times = {}
+    big = mapcache.compute_maps(["Saliency"], model, x, t, timings=times)
+    assert torch.equal(big["Saliency"][: mapcache.CHUNK], small["Saliency"])
+    assert len(list((tmp_path / "maps").glob("*.pt"))) == 2
+
+
+def test_no_cache_writes_nothing_and_corrupt_files_are_recomputed(tmp_path, monkeypatch,
+                                                                   toy_classifier):
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    mapcache.compute_maps(["Saliency"], model, x, t, cache=False)
+    assert not (tmp_path / "maps").exists()
+    ref = mapcache.compute_maps(["Saliency"], model, x, t)["Saliency"]
+    (f,) = (tmp_path / "maps").glob("*.pt")
+    f.write_bytes(b"truncated")
+    again = mapcache.compute_maps(["Saliency"], model, x, t)["Saliency"]
+    assert torch.equal(ref, again)
+
+
+def test_bad_input(tmp_path, monkeypatch, toy_classifier):
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    with pytest.raises(ValueError, match="unknown method.*valid names"):
+        mapcache.compute_maps(["Nope"], model, x, t)
+    with pytest.raises(ValueError, match="overrides"):
+        mapcache.compute_maps(["SP"], model, x, t, overrides={"MP": {"iterations": 2}})
+    with pytest.raises(ValueError, match="target"):
+        mapcache.compute_maps(["random"], model, x, torch.tensor([0, 1]))
