@@ -167,7 +167,8 @@ def compute_maps(
     if target.ndim == 0:
         target = target.expand(n)
     if target.shape != (n,):
-        raise ValueError(f"target: expected an int or shape ({n},), got shape {tuple(target.shape)}")
+        raise ValueError(
+            f"target: expected an int or shape ({n},), got shape {tuple(target.shape)}")
 
     digest = _model_digest(model) if cache else ""
     chunks = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
