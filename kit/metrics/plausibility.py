@@ -181,3 +181,220 @@ def removal_quality(
             "artifact_rate": float(art.mean()),
         })
     return pd.DataFrame(rows).set_index("remover")
+
+
+# ----------------------------------------------------------------------------------------------
+# Counterfactual sets (methods.md §4.1): a method-independent mask bank and the masks a method uses
+# ----------------------------------------------------------------------------------------------
+
+MASK_FAMILIES = ("sliding_patch", "lime", "rise", "meaningful_perturbation", "mp2")
+"""Attributors whose counterfactuals :func:`method_keep_masks` can rebuild. FIDO's are Bernoulli
+draws from its learned dropout rates and are not rebuilt (its two objectives both inpaint)."""
+
+
+def mask_bank(n_images: int, size, *, n_masks: int = 16, area: tuple[float, float] = (0.1, 0.5),
+              seed: int = 0, start: int = 0) -> torch.Tensor:
+    """The method-independent counterfactual masks: random axis-aligned rectangles (project choice).
+
+    Image ``start + i`` gets ``n_masks`` rectangles whose area is uniform in ``area`` (fractions of
+    the image) and whose aspect ratio is log-uniform in [1/2, 2] (clipped to the image), at
+    uniform positions; its generator is seeded with ``(seed, start + i)`` so a mask does not
+    depend on how many images are drawn.
+
+    Returns:
+        ``(n_images, n_masks, 1, H, W)`` float keep-masks (0 inside the rectangle).
+    """
+    from kit.masks import _pos_int, _size2
+
+    n_images, n_masks = _pos_int("n_images", n_images), _pos_int("n_masks", n_masks)
+    H, W = _size2("size", size)
+    lo, hi = area
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"area must be (low, high) with 0 < low <= high <= 1, got {area!r}")
+    out = torch.ones(n_images, n_masks, 1, H, W)
+    for i in range(n_images):
+        rng = np.random.default_rng([int(seed), int(start + i)])
+        a = rng.uniform(lo, hi, n_masks) * H * W
+        ratio = np.exp(rng.uniform(np.log(0.5), np.log(2.0), n_masks))
+        h = np.clip(np.round(np.sqrt(a * ratio)), 1, H).astype(int)
+        w = np.clip(np.round(a / h), 1, W).astype(int)
+        y0 = (rng.uniform(size=n_masks) * (H - h + 1)).astype(int)
+        x0 = (rng.uniform(size=n_masks) * (W - w + 1)).astype(int)
+        for k in range(n_masks):
+            out[i, k, 0, y0[k]: y0[k] + h[k], x0[k]: x0[k] + w[k]] = 0
+    return out
+
+
+def method_keep_masks(method: str, x: torch.Tensor, *, n_masks: int = 64, seed: int = 0,
+                      sal: torch.Tensor | None = None) -> torch.Tensor:
+    """The keep-masks a method composites, to score *its* counterfactuals (methods.md §4.1).
+
+    * sliding patch: a seeded subsample of ``n_masks`` of its window positions (default window
+      and stride for the image size);
+    * LIME: its own perturbations — SLIC superpixels (LIME defaults) switched off by LIME's
+      binary samples (rows 1.., the first row is the unperturbed image);
+    * RISE: its first ``n_masks`` masks;
+    * MP and MP2: the final mask ``m = 1 - sal`` upsampled to the image (one per image), which
+      needs the method's map ``sal``; X and X-G therefore each end at their own mask.
+
+    Args:
+        method: a :data:`kit.attributors.METHODS` name.
+        x: ``(N,3,H,W)`` images.
+        n_masks: masks per image (ignored for MP / MP2).
+        seed: seed of the subsample / LIME samples / RISE masks.
+        sal: ``(N,1,h,w)`` maps of ``method`` (MP and MP2 only).
+
+    Returns:
+        ``(N,K,1,H,W)`` keep-masks in [0,1].
+    """
+    from kit.attributors import METHODS
+    from kit.attributors.lime import lime_samples
+    from kit.defaults import resolve
+    from kit.masks import grid_shape, rise_masks, superpixels, upsample, window_masks
+
+    if method not in METHODS:
+        raise ValueError(f"method: unknown {method!r}; valid names: {', '.join(METHODS)}")
+    family = METHODS[method].attributor
+    if family not in MASK_FAMILIES:
+        supported = [k for k, m in METHODS.items() if m.attributor in MASK_FAMILIES]
+        raise ValueError(f"method: {method!r} ({family}) has no rebuildable counterfactual "
+                         f"masks; supported: {', '.join(supported)}")
+    n, (H, W) = x.shape[0], x.shape[-2:]
+    if family == "sliding_patch":
+        window, stride = resolve("sp_window", H), resolve("sp_stride", H)
+        n_pos = int(np.prod(grid_shape((H, W), window, stride)))
+        out = []
+        for i in range(n):
+            rng = np.random.default_rng([int(seed), i])
+            idx = torch.from_numpy(rng.choice(n_pos, size=min(n_masks, n_pos), replace=False))
+            out.append(window_masks((H, W), window, stride, idx))
+        return torch.stack(out)
+    if family == "lime":
+        seg = superpixels(x)
+        out = []
+        for i in range(n):
+            k = int(seg[i].max()) + 1
+            z = torch.from_numpy(lime_samples(n_masks + 1, k, seed)[1:]).float()
+            out.append(z[:, seg[i]].unsqueeze(1))
+        return torch.stack(out)
+    if family == "rise":
+        return rise_masks(n_masks, (H, W), seed=seed).unsqueeze(0).expand(n, -1, -1, -1, -1)
+    if sal is None or sal.shape[0] != n or sal.ndim != 4:
+        raise ValueError(f"sal: {method} needs its (N,1,h,w) maps with N={n}, got "
+                         f"{None if sal is None else tuple(sal.shape)}")
+    keep = (1 - upsample(sal.float(), (H, W))).clamp(0, 1)
+    return keep.unsqueeze(1)
+
+
+def _composites(remover, x, keep, batch_size):
+    """R(x_i, keep_ik) for all (i,k), flattened to ``(N*K,3,H,W)`` in row-major (i,k) order."""
+    n, k = keep.shape[:2]
+    xs = x.repeat_interleave(k, 0)
+    ks = keep.reshape(n * k, *keep.shape[2:])
+    return torch.cat([remover(xs[s:s + batch_size], ks[s:s + batch_size])
+                      for s in range(0, n * k, batch_size)])
+
+
+def _fd_with_ci(feats: np.ndarray, ref: np.ndarray, n: int, *, paired: bool, n_boot: int,
+                seed: int) -> tuple[float, float, float]:
+    """FD of ``feats`` (N*K rows, grouped by image) to ``ref``, with a bootstrap CI over images.
+
+    ``paired``: ``ref`` is grouped by the same N images (resampled with the same indices);
+    otherwise the reference rows are resampled independently.
+    """
+    fd = frechet_distance(feats, ref)
+    if n_boot <= 0 or n < 3:
+        return fd, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    fa = feats.reshape(n, -1, feats.shape[1])
+    fb = ref.reshape(n, -1, ref.shape[1]) if paired else ref
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        a = fa[idx].reshape(-1, feats.shape[1])
+        b = fb[idx].reshape(-1, ref.shape[1]) if paired else fb[rng.integers(0, len(fb), len(fb))]
+        boots.append(frechet_distance(a, b))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return fd, float(lo), float(hi)
+
+
+def counterfactual_table(model, batch, keeps, removers: dict, *, reference_images=None,
+                         batch_size: int = 256, n_boot: int = 200, seed: int = 0):
+    """Plausibility of every remover's counterfactuals on the same keep-masks.
+
+    Args:
+        model: the world :class:`~kit.models.Classifier`.
+        batch: a :class:`~kit.world.WorldBatch` of N images (its ``backgrounds`` are the truth).
+        keeps: ``(N,K,1,H,W)`` keep-masks shared by every remover, or a dict ``{name: masks}``
+            giving each remover its own masks (the method-specific sets).
+        removers: display name -> remover object or name (built with ``model``); the name
+            ``"oracle"`` composites the true background (the floor of every measure).
+        reference_images: real images for the ``fd_real`` reference (default ``batch.images``;
+            pass as many fresh images as there are counterfactuals so covariances are full rank).
+        batch_size: composites per remover call / forward pass.
+        n_boot: bootstrap resamples of the Fréchet distances (over images).
+        seed: bootstrap seed.
+
+    Returns:
+        ``(per_image, fd)``: ``per_image`` is a long table (``image, method, metric, value``; the
+        removers' display names in ``method``) with, per image averaged over its K masks, ``l1``
+        and ``psnr`` of the fill against the true background inside the removed region (PSNR from
+        the mean MSE over the masks; NaN for a fill that is exact by construction, the oracle)
+        and ``artifact_rate`` (top-1 is neither the target nor the top-1 of the true-background
+        counterfactual on the same mask, with probability >= 0.5). ``fd`` has one row per remover:
+        ``fd_real`` (vs real images) and ``fd_background`` (vs the true-background
+        counterfactuals on the same masks), each with a 95% bootstrap CI over images.
+    """
+    import pandas as pd
+
+    from kit.removers import get_remover
+
+    x, bg, labels = batch.images, batch.backgrounds, batch.labels
+    n = x.shape[0]
+    ref = batch.images if reference_images is None else reference_images
+    ref_feats = features(model, ref, batch_size).double().numpy()
+    rows, fd_rows = [], []
+    bg_cache: dict[int, tuple] = {}
+    for name, spec in removers.items():
+        keep = keeps[name] if isinstance(keeps, dict) else keeps
+        if keep.ndim != 5 or keep.shape[0] != n or keep.shape[2] != 1:
+            raise ValueError(f"keeps[{name!r}]: expected (N={n},K,1,H,W), got {tuple(keep.shape)}")
+        k = keep.shape[1]
+        flat_keep = keep.reshape(n * k, *keep.shape[2:])
+        if id(keep) not in bg_cache:  # the true counterfactuals on these masks
+            xt_bg = x.repeat_interleave(k, 0) * flat_keep + bg.repeat_interleave(k, 0) * (
+                1 - flat_keep)
+            bg_cache[id(keep)] = (probabilities(model, xt_bg, batch_size).argmax(1),
+                                  features(model, xt_bg, batch_size).double().numpy())
+        bg_top, bg_feats = bg_cache[id(keep)]
+        if isinstance(spec, str) and spec == "oracle":
+            # the true counterfactual itself (TrueBackground needs backgrounds aligned with x)
+            xt = (x.repeat_interleave(k, 0) * flat_keep
+                  + bg.repeat_interleave(k, 0) * (1 - flat_keep))
+        else:
+            rem = get_remover(spec, model=model) if isinstance(spec, str) else spec
+            xt = _composites(rem, x, keep, batch_size)
+        probs = probabilities(model, xt, batch_size)
+        feats = features(model, xt, batch_size).double().numpy()
+        w = (1 - flat_keep).expand_as(xt)
+        denom = w.sum((1, 2, 3)).reshape(n, k)
+        diff = xt - bg.repeat_interleave(k, 0)
+        l1 = ((w * diff.abs()).sum((1, 2, 3)).reshape(n, k) / denom.clamp_min(1e-12))
+        mse = ((w * diff**2).sum((1, 2, 3)).reshape(n, k) / denom.clamp_min(1e-12))
+        valid = denom > 0
+        l1_img = (l1 * valid).sum(1) / valid.sum(1).clamp_min(1)
+        mse_img = (mse * valid).sum(1) / valid.sum(1).clamp_min(1)
+        psnr_img = torch.where(mse_img > 0, 10 * torch.log10(1 / mse_img),
+                               torch.full_like(mse_img, float("nan")))
+        art = artifact_rate(probs, labels.repeat_interleave(k), bg_top).reshape(n, k).mean(1)
+        for i in range(n):
+            for metric, v in (("l1", l1_img[i]), ("psnr", psnr_img[i]),
+                              ("artifact_rate", art[i])):
+                rows.append({"image": i, "method": name, "metric": metric, "value": float(v)})
+        fd_r = _fd_with_ci(feats, ref_feats, n, paired=False, n_boot=n_boot, seed=seed)
+        fd_b = _fd_with_ci(feats, bg_feats, n, paired=True, n_boot=n_boot, seed=seed)
+        fd_rows.append({"method": name, "n_counterfactuals": n * k,
+                        "fd_real": fd_r[0], "fd_real_lo": fd_r[1], "fd_real_hi": fd_r[2],
+                        "fd_background": fd_b[0], "fd_background_lo": fd_b[1],
+                        "fd_background_hi": fd_b[2]})
+    return pd.DataFrame(rows), pd.DataFrame(fd_rows)
