@@ -38,6 +38,7 @@ __all__ = [
     "LONG_COLUMNS",
     "summarize",
     "compare_pairs",
+    "wide",
     "save_results",
     "load_results",
     "write_summary",
@@ -200,6 +201,26 @@ def compare_pairs(
     cols = [*extra, "metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
             "frac_x_g_better", "higher_is_better", "winner"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def wide(summary: pd.DataFrame, index: str | Sequence[str] = "method") -> pd.DataFrame:
+    """A :func:`summarize` table as one row per ``index`` and ``<metric>``, ``<metric>_lo``,
+    ``<metric>_hi`` columns (the layout :func:`kit.viz.metric_bars` draws), rows in first-seen
+    order."""
+    index = [index] if isinstance(index, str) else list(index)
+    order = list(dict.fromkeys(map(tuple, summary[index].to_numpy())))
+    parts = []
+    for col, suffix in (("mean", ""), ("ci_low", "_lo"), ("ci_high", "_hi")):
+        w = summary.pivot_table(index=index, columns="metric", values=col, aggfunc="first",
+                                dropna=False)
+        parts.append(w.rename(columns=lambda m, s=suffix: f"{m}{s}"))
+    out = pd.concat(parts, axis=1)
+    out = out.loc[order if len(index) > 1 else [o[0] for o in order]]
+    metrics = list(dict.fromkeys(summary["metric"]))
+    cols = [c for m in metrics for c in (m, f"{m}_lo", f"{m}_hi") if c in out.columns]
+    out = out[cols]
+    out.columns.name = None
+    return out
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

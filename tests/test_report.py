@@ -93,3 +93,13 @@ def test_save_results_and_summary_page(tmp_path, monkeypatch):
     report.save_results("02_localization", df, report.summarize(df, hib), None)
     assert not (tmp_path / "results" / "02_localization_pairs.csv").exists()
     assert "Headline" not in report.write_summary().read_text()
+
+
+def test_wide_layout_for_bars():
+    df = pd.concat([_long({"SP": [1.0, 2.0, 3.0], "SP-G": [2.0, 2.0, 2.0]}, metric="a"),
+                    _long({"SP": [0.0, 1.0, 2.0], "SP-G": [5.0, 5.0, 5.0]}, metric="b")])
+    s = report.summarize(df, {"a": True, "b": False})
+    w = report.wide(s)
+    assert list(w.index) == ["SP", "SP-G"]
+    assert list(w.columns) == ["a", "a_lo", "a_hi", "b", "b_lo", "b_hi"]
+    assert w.loc["SP", "a"] == pytest.approx(2.0) and w.loc["SP-G", "b_lo"] == 5.0

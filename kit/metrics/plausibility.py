@@ -341,9 +341,11 @@ def counterfactual_table(model, batch, keeps, removers: dict, *, reference_image
         and ``psnr`` of the fill against the true background inside the removed region (PSNR from
         the mean MSE over the masks; NaN for a fill that is exact by construction, the oracle)
         and ``artifact_rate`` (top-1 is neither the target nor the top-1 of the true-background
-        counterfactual on the same mask, with probability >= 0.5). ``fd`` has one row per remover:
-        ``fd_real`` (vs real images) and ``fd_background`` (vs the true-background
-        counterfactuals on the same masks), each with a 95% bootstrap CI over images.
+        counterfactual on the same mask, with probability >= 0.5). ``fd`` is in the format of
+        :func:`kit.report.summarize` (``method, metric, mean, ci_low, ci_high, n,
+        higher_is_better``): per remover ``fd_real`` (vs real images) and ``fd_background`` (vs
+        the true-background counterfactuals on the same masks), each with a 95% bootstrap CI over
+        images (``n`` = images; each contributes its K counterfactuals).
     """
     import pandas as pd
 
@@ -393,8 +395,7 @@ def counterfactual_table(model, batch, keeps, removers: dict, *, reference_image
                 rows.append({"image": i, "method": name, "metric": metric, "value": float(v)})
         fd_r = _fd_with_ci(feats, ref_feats, n, paired=False, n_boot=n_boot, seed=seed)
         fd_b = _fd_with_ci(feats, bg_feats, n, paired=True, n_boot=n_boot, seed=seed)
-        fd_rows.append({"method": name, "n_counterfactuals": n * k,
-                        "fd_real": fd_r[0], "fd_real_lo": fd_r[1], "fd_real_hi": fd_r[2],
-                        "fd_background": fd_b[0], "fd_background_lo": fd_b[1],
-                        "fd_background_hi": fd_b[2]})
+        for metric, (v, lo, hi) in (("fd_real", fd_r), ("fd_background", fd_b)):
+            fd_rows.append({"method": name, "metric": metric, "mean": v, "ci_low": lo,
+                            "ci_high": hi, "n": n, "higher_is_better": False})
     return pd.DataFrame(rows), pd.DataFrame(fd_rows)
