@@ -137,7 +137,7 @@ def compute_maps(
         target: ``(N,)`` class indices (or an int for all images).
         overrides: per-method hyperparameter overrides, ``{name: {param: value}}``; names absent
             from ``names`` are an error.
-        seed: seed passed to every attributor.
+        seed: passed to every attributor that takes one (part of the cache key).
         batch_size: passed to the attributors (does not change the maps, only speed and memory).
         cache: read and write ``CACHE_DIR/maps``.
         progress: a tqdm bar over (method, chunk) steps.
@@ -150,7 +150,9 @@ def compute_maps(
     Raises:
         ValueError: unknown method name, bad ``overrides`` key, or mismatched ``target``.
     """
-    from kit.attributors import METHODS, explain
+    import inspect
+
+    from kit.attributors import METHODS, explain, get_attributor
     from kit.models import _check_images
 
     names = list(names)
@@ -179,8 +181,11 @@ def compute_maps(
         config = {"attributor": m.attributor, "remover": m.remover, **m.params,
                   **dict(overrides.get(name, {}))}
         kw = dict(overrides.get(name, {}))
+        accepted = inspect.signature(get_attributor(m.attributor)).parameters
         if batch_size is not None:
             kw["batch_size"] = batch_size
+        if "seed" in accepted:  # deterministic attributors (SP, gradients) take no seed
+            kw["seed"] = seed
         spent = 0.0
         parts = []
         for s, e in chunks:
@@ -190,7 +195,7 @@ def compute_maps(
             sal = _load(path) if path is not None and path.exists() else None
             if sal is None:
                 t0 = time.perf_counter()
-                sal = explain(name, model, xs, ts, seed=seed, **kw).detach().cpu()
+                sal = explain(name, model, xs, ts, **kw).detach().cpu()
                 spent += time.perf_counter() - t0
                 if path is not None:
                     _save(sal, path)

@@ -86,3 +86,11 @@ def test_bad_input(tmp_path, monkeypatch, toy_classifier):
         mapcache.compute_maps(["SP"], model, x, t, overrides={"MP": {"iterations": 2}})
     with pytest.raises(ValueError, match="target"):
         mapcache.compute_maps(["random"], model, x, torch.tensor([0, 1]))
+
+
+def test_seedless_attributors_are_called_without_seed(tmp_path, monkeypatch, toy_classifier):
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    got = mapcache.compute_maps(["SP"], model, x, t[:2], overrides={"SP": {"window": 4,
+                                                                           "stride": 4}})
+    torch.testing.assert_close(got["SP"], explain("SP", model, x, t[:2], window=4, stride=4))
