@@ -1,0 +1,278 @@
+"""Deletion and insertion curves and their AUC (methods.md §4.3; RISE ``evaluation.py``).
+
+Pixels are ranked by decreasing saliency (the map upsampled by :func:`kit.masks.upsample`, ties
+broken by a **stable** sort, i.e. row-major order; the three channels of a pixel move together).
+For ``i = 0 … n`` the curve records the softmax probability of the explained class on a fresh
+composite ``R(x, keep_i)``:
+
+* **deletion** — ``keep_i`` is 1 except the first ``i * step`` ranked pixels, which the remover
+  removes (default ``gray``: RISE's substrate, 0 in normalised space). Lower AUC is better.
+* **insertion** — ``keep_i`` is 0 except the first ``i * step`` ranked pixels, so the image is
+  rebuilt on the remover's substrate (default :class:`InsertionBlur`, RISE's ``klen=11, sigma=5``
+  blur of ``x``). Higher AUC is better.
+
+``step = ceil(H*W / n)``, ``n = 28`` at any resolution (147 px at 64×64, 1792 at 224×224), so a
+curve has ``n + 1`` points. For mask-independent fills (gray, seeded noise, blur) a composite equals
+RISE's pixel copy; with an inpainter every point is a new inpainting of the current hole.
+
+**AUC conventions** (explicit, ``auc=``): ``"rise"`` (default) is the trapezoid over ``x = i/n``,
+``(sum(s) - s_0/2 - s_n/2) / n``; ``"sam"`` is the same trapezoid divided by ``max(s)`` of the
+curve. The per-image AUCs averaged over images are the project's headline; :attr:`Curve.auc_of_mean`
+(RISE's dataset number: the AUC of the mean curve) is reported beside it.
+
+All ``N * (n + 1)`` composites go through the remover and the model in batches of ``batch_size``.
+
+Usage::
+
+    from kit.metrics.deletion import deletion_curve, insertion_curve
+    d = deletion_curve(clf, x, sal, target, remover="inpaint")     # Curve: scores (N, 29)
+    ins = insertion_curve(clf, x, sal, target)                      # blur substrate
+    d.auc.mean(), d.auc_of_mean
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from kit.attributors.sliding_patch import model_input
+from kit.masks import upsample
+from kit.removers import Precomputed, Remover, get_remover
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "MODES",
+    "AUC_CONVENTIONS",
+    "INSERTION_BLUR",
+    "Curve",
+    "InsertionBlur",
+    "auc",
+    "deletion_curve",
+    "insertion_curve",
+    "pixel_order",
+    "resolve_remover",
+]
+
+HIGHER_IS_BETTER = {"deletion_auc": False, "insertion_auc": True}
+"""Deletion: the score should fall fast (low AUC); insertion: rise fast (high AUC)."""
+
+MODES = ("deletion", "insertion")
+AUC_CONVENTIONS = ("rise", "sam")
+INSERTION_BLUR = "insertion_blur"
+"""Remover name of RISE's insertion substrate (:class:`InsertionBlur`)."""
+
+
+@dataclass(frozen=True)
+class InsertionBlur(Remover):
+    """RISE's insertion substrate: a Gaussian blur of ``x`` with a fixed kernel size.
+
+    RISE blurs with ``klen=11, sigma=5`` (``evaluation.py``); kit's :class:`~kit.removers.Blur`
+    derives its kernel from sigma (``2*ceil(3*sigma)+1`` = 31 for sigma 5), which would blur far
+    more, so the reference kernel gets its own remover. Reflect padding, like ``Blur``.
+
+    Args:
+        sigma: Gaussian standard deviation in pixels.
+        klen: odd kernel size in pixels.
+    """
+
+    sigma: float = 5.0
+    klen: int = 11
+    name: ClassVar[str] = INSERTION_BLUR
+
+    def __post_init__(self):
+        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+        if isinstance(self.klen, bool) or not isinstance(self.klen, int) or self.klen < 1 \
+                or self.klen % 2 == 0:
+            raise ValueError(f"klen must be an odd positive integer, got {self.klen!r}")
+
+    def fill(self, x, keep):
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        return gaussian_blur(x, [self.klen, self.klen], [float(self.sigma)] * 2)
+
+
+@dataclass(frozen=True, eq=False)
+class Curve:
+    """Deletion or insertion curves of N images.
+
+    Attributes:
+        fractions: ``(S,)`` fraction of pixels deleted (inserted) at each point, ``S = steps+1``;
+            the last point is 1.
+        scores: ``(N,S)`` softmax probability of the explained class at each point.
+        auc: ``(N,)`` per-image AUC under the ``convention``.
+        mode: ``"deletion"`` or ``"insertion"``.
+        convention: the AUC convention (``"rise"`` or ``"sam"``).
+        remover: ``repr`` of the remover that made the composites.
+    """
+
+    fractions: torch.Tensor
+    scores: torch.Tensor
+    auc: torch.Tensor
+    mode: str
+    convention: str = "rise"
+    remover: str = ""
+
+    @property
+    def auc_of_mean(self) -> float:
+        """AUC of the mean curve over images (RISE's dataset number)."""
+        return float(auc(self.scores.mean(0, keepdim=True), convention=self.convention)[0])
+
+    @property
+    def metric(self) -> str:
+        """Name of the AUC in :data:`HIGHER_IS_BETTER` (``deletion_auc`` / ``insertion_auc``)."""
+        return f"{self.mode}_auc"
+
+
+def auc(scores: torch.Tensor, *, convention: str = "rise") -> torch.Tensor:
+    """Area under curves sampled at ``x = i/n``, ``i = 0 … n``.
+
+    Args:
+        scores: ``(N,S)`` curves, ``S = n + 1 >= 2``.
+        convention: ``"rise"``: trapezoid, ``(sum(s) - s_0/2 - s_n/2) / n``; ``"sam"``: the same
+            divided by each curve's maximum (``sklearn.metrics.auc(i/n, s) / max(s)``; NaN for
+            an all-zero curve).
+
+    Returns:
+        ``(N,)`` float AUCs.
+    """
+    if convention not in AUC_CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(AUC_CONVENTIONS)}, "
+                         f"got {convention!r}")
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or scores.shape[1] < 2:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"scores must have shape (N, S>=2), got {shape}")
+    s = scores.double()
+    area = torch.trapezoid(s, dx=1.0 / (s.shape[1] - 1), dim=1)
+    if convention == "sam":
+        mx = s.amax(1)
+        area = torch.where(mx > 0, area / mx.clamp_min(1e-300), torch.full_like(area, math.nan))
+    return area.float()
+
+
+def resolve_remover(spec, model=None) -> Remover:
+    """A remover from a name or object: :data:`INSERTION_BLUR` or any
+    :func:`kit.removers.get_remover` name (``gray`` takes the classifier's mean colour)."""
+    if isinstance(spec, str) and spec == INSERTION_BLUR:
+        return InsertionBlur()
+    if isinstance(spec, str):
+        try:
+            return get_remover(spec, model=model if hasattr(model, "mean") else None)
+        except ValueError as err:
+            raise ValueError(f"remover: {err} (or {INSERTION_BLUR!r})") from None
+    if isinstance(spec, Remover):
+        return spec
+    raise TypeError(f"remover must be a remover name or a kit.removers.Remover, "
+                    f"got {type(spec).__name__}")
+
+
+def pixel_order(sal: torch.Tensor, size, *, upsample_mode: str = "bilinear",
+                **upsample_kw) -> torch.Tensor:
+    """Pixel ranks by decreasing saliency, ``(N, H*W)`` long; ``rank[n, p] = 0`` for the most
+    salient pixel. Ties keep row-major order (stable sort)."""
+    pix = upsample(sal.detach().float().cpu(), size, mode=upsample_mode, **upsample_kw)
+    order = torch.argsort(-pix.flatten(1), dim=1, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    return rank
+
+
+def _check(model, x, sal, target, mode, steps, batch_size):
+    from kit.attributors._common import check_inputs
+
+    t = check_inputs(model, x, target)
+    if not isinstance(sal, torch.Tensor):
+        raise TypeError(f"sal must be a torch.Tensor, got {type(sal).__name__}")
+    if sal.dim() != 4 or sal.shape[1] != 1 or sal.shape[0] != x.shape[0]:
+        raise ValueError(f"sal must have shape ({x.shape[0]},1,h,w), got {tuple(sal.shape)}")
+    if not sal.is_floating_point():
+        raise TypeError(f"sal must be a float tensor, got dtype {sal.dtype}")
+    if torch.isnan(sal).any():
+        raise ValueError("sal contains NaN values")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    for name, v in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return t
+
+
+def deletion_curve(model, x: torch.Tensor, sal: torch.Tensor, target, *, remover="gray",
+                   mode: str = "deletion", steps: int = 28, batch_size: int = 256,
+                   progress: bool = False, auc_convention: str = "rise",
+                   upsample_mode: str = "bilinear", **upsample_kw) -> Curve:
+    """Deletion (or insertion) curves of maps ``sal`` on images ``x``.
+
+    Args:
+        model: a :class:`kit.models.Classifier` (pixel space -> logits).
+        x: ``(N,3,H,W)`` images in [0,1].
+        sal: ``(N,1,h,w)`` maps at their native grid, higher = more evidence for ``target``.
+        target: the explained class (the one the map explains), ``int`` or ``(N,)``.
+        remover: a remover name or object (``gray``, ``blur``, ``inpaint``, ``oracle`` object,
+            :data:`INSERTION_BLUR`, …). In insertion mode it supplies the substrate the image is
+            rebuilt on. A ``Precomputed``/oracle remover with one fill per image is indexed
+            along with the images.
+        mode: ``"deletion"`` or ``"insertion"``.
+        steps: ``n``; ``ceil(H*W/n)`` pixels move per step and the curve has ``n + 1`` points.
+        batch_size: composites per remover + model call.
+        progress: a tqdm bar over batches.
+        auc_convention: ``"rise"`` or ``"sam"`` (:func:`auc`).
+        upsample_mode: how maps reach ``H×W`` (:func:`kit.masks.upsample`; ``"coverage"`` needs
+            ``window=``, ``stride=``).
+
+    Returns:
+        :class:`Curve` with ``fractions (n+1,)``, ``scores (N, n+1)``, ``auc (N,)``.
+
+    Raises:
+        ValueError / TypeError: bad shapes, NaN maps, unknown mode, remover or convention.
+    """
+    t = _check(model, x, sal, target, mode, steps, batch_size)
+    if auc_convention not in AUC_CONVENTIONS:
+        raise ValueError(f"auc_convention must be one of {', '.join(AUC_CONVENTIONS)}, "
+                         f"got {auc_convention!r}")
+    rem = resolve_remover(remover, model)
+    n, _, H, W = x.shape
+    hw = H * W
+    step = math.ceil(hw / steps)
+    counts = torch.clamp(torch.arange(steps + 1) * step, max=hw)           # pixels moved at i
+    rank = pixel_order(sal, (H, W), upsample_mode=upsample_mode, **upsample_kw).to(x.device)
+    per_image = isinstance(rem, Precomputed) and rem.fill_image.shape[0] not in (1,)
+    if per_image and rem.fill_image.shape[0] != n:
+        raise ValueError(f"remover's fill_image has {rem.fill_image.shape[0]} images, x has {n}")
+
+    S = steps + 1
+    total = n * S
+    scores = torch.empty(total, dtype=torch.float32)
+    chunks = range(0, total, batch_size)
+    with torch.inference_mode():
+        for s in tqdm(chunks, desc=mode, disable=not progress, leave=False):
+            k = torch.arange(s, min(s + batch_size, total))
+            img, i = k // S, k % S
+            moved = rank[img] < counts[i].to(x.device)[:, None]            # (B, H*W)
+            keep = (~moved if mode == "deletion" else moved).to(x.dtype).view(-1, 1, H, W)
+            r = dataclasses.replace(rem, fill_image=rem.fill_image[img]) if per_image else rem
+            logits = model(model_input(r(x[img], keep)))
+            scores[k] = logits.float().softmax(1).gather(1, t[img][:, None]).squeeze(1).cpu()
+    scores = scores.view(n, S)
+    return Curve(
+        fractions=counts.float() / hw,
+        scores=scores,
+        auc=auc(scores, convention=auc_convention),
+        mode=mode,
+        convention=auc_convention,
+        remover=repr(rem),
+    )
+
+
+def insertion_curve(model, x: torch.Tensor, sal: torch.Tensor, target, *,
+                    remover=INSERTION_BLUR, **kwargs) -> Curve:
+    """Insertion curves: :func:`deletion_curve` with ``mode="insertion"`` and RISE's blur
+    substrate (:class:`InsertionBlur`, ``klen=11, sigma=5``) by default."""
+    if "mode" in kwargs:
+        raise ValueError("insertion_curve sets mode='insertion'; use deletion_curve for deletion")
+    return deletion_curve(model, x, sal, target, remover=remover, mode="insertion", **kwargs)
