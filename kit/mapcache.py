@@ -135,8 +135,9 @@ def compute_maps(
         model: a :class:`kit.models.Classifier`.
         x: ``(N,3,H,W)`` images in [0,1].
         target: ``(N,)`` class indices (or an int for all images).
-        overrides: per-method hyperparameter overrides, ``{name: {param: value}}``; names absent
-            from ``names`` are an error.
+        overrides: per-method hyperparameter overrides, ``{name: {param: value}}``, e.g. a
+            :data:`kit.attributors.PROFILES` entry; entries for methods not in ``names`` are
+            ignored, unknown method names are an error.
         seed: passed to every attributor that takes one (part of the cache key).
         batch_size: passed to the attributors (does not change the maps, only speed and memory).
         cache: read and write ``CACHE_DIR/maps``.
@@ -160,9 +161,9 @@ def compute_maps(
     if unknown:
         raise ValueError(f"names: unknown method(s) {unknown}; valid names: {', '.join(METHODS)}")
     overrides = dict(overrides or {})
-    stray = [k for k in overrides if k not in names]
-    if stray:
-        raise ValueError(f"overrides: key(s) {stray} are not among names {names}")
+    stray = [k for k in overrides if k not in METHODS]
+    if stray:  # entries for methods not requested are fine (a shared profile), typos are not
+        raise ValueError(f"overrides: unknown method(s) {stray}; valid names: {', '.join(METHODS)}")
     _check_images("x", x)
     n = x.shape[0]
     target = torch.as_tensor(target, dtype=torch.long).to("cpu")

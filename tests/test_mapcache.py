@@ -82,8 +82,8 @@ def test_bad_input(tmp_path, monkeypatch, toy_classifier):
     model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
     with pytest.raises(ValueError, match="unknown method.*valid names"):
         mapcache.compute_maps(["Nope"], model, x, t)
-    with pytest.raises(ValueError, match="overrides"):
-        mapcache.compute_maps(["SP"], model, x, t, overrides={"MP": {"iterations": 2}})
+    with pytest.raises(ValueError, match="overrides: unknown"):
+        mapcache.compute_maps(["SP"], model, x, t, overrides={"MPx": {"iterations": 2}})
     with pytest.raises(ValueError, match="target"):
         mapcache.compute_maps(["random"], model, x, torch.tensor([0, 1]))
 

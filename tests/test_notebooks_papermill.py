@@ -23,7 +23,7 @@ MASK_METHODS = ["SP", "SP-G", "LIME", "LIME-G", "RISE", "RISE-G", "MP", "MP-G", 
 
 CASES: dict[str, list[dict]] = {
     "01_counterfactual_plausibility": [
-        dict(n_images=3, n_masks=2, n_method_masks=2, mp_iterations=2, n_boot=0,
+        dict(n_images=3, n_masks=2, n_method_masks=2, profile="cheap", n_boot=0,
              removers=REMOVER_NAMES, methods=MASK_METHODS),
     ],
 }

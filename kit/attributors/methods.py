@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["METHODS", "Method", "explain"]
+__all__ = ["METHODS", "Method", "PROFILES", "explain"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,43 @@ METHODS: dict[str, Method] = {
     "random": Method("random"),
 }
 """Paper name -> :class:`Method`."""
+
+
+_FAST_SP = {"stride": 4}
+PROFILES: dict[str, dict[str, dict]] = {
+    # The methods' own defaults: the paper's settings, scaled to the image size.
+    "reference": {},
+    # `make run` on 2 CPU cores (params/*.yaml). Measured per 64x64 image at the reference
+    # settings on 2 shared cores: SP-G 9.4 s, LIME-G 6.2 s, MP-G 4.2 s, FIDO-CA 36 s, against
+    # SP 1.3 s; 200 images x every method would take hours, so the run reduces the costliest
+    # settings (README, "What make run computes"):
+    "full": {
+        "SP-G": {"local": True},  # crops of window + 2*window around each patch (max map change
+                                  # 0.028 on the world, tests/attributors); 3.5x faster
+        "LIME": {"n_samples": 200}, "LIME-G": {"n_samples": 200},  # reference 500
+        "MP": {"iterations": 100}, "MP-G": {"iterations": 100},    # reference 300
+        "MP2": {"iterations": 100}, "MP2-G": {"iterations": 100},
+        "FIDO-CA-SDR": {"iterations": 60, "n_copies": 2},          # reference 300 x 8 copies
+        "FIDO-CA-SSR": {"iterations": 60, "n_copies": 2},
+        "RISE": {"n_masks": 1000}, "RISE-G": {"n_masks": 250},     # reference 4000
+    },
+    # Seconds per notebook: the defaults that nbval and the papermill smoke tests execute. The
+    # numbers it produces exercise the code, they are not results.
+    "cheap": {
+        "SP": _FAST_SP, "SP-G": {**_FAST_SP, "local": True},
+        "LIME": {"n_samples": 40}, "LIME-G": {"n_samples": 40},
+        "MP": {"iterations": 10}, "MP-G": {"iterations": 10},
+        "MP2": {"iterations": 10}, "MP2-G": {"iterations": 10},
+        "FIDO-CA-SDR": {"iterations": 10, "n_copies": 2},
+        "FIDO-CA-SSR": {"iterations": 10, "n_copies": 2},
+        "RISE": {"n_masks": 200}, "RISE-G": {"n_masks": 50},
+        "SmoothGrad": {"n_samples": 8}, "SmoothGrad2": {"n_samples": 8},
+        "VarGrad": {"n_samples": 8}, "IntegratedGradients": {"steps": 16},
+    },
+}
+"""Named hyperparameter budgets, ``{profile: {method name: overrides}}``, shared by the notebooks
+(their ``profile`` parameter) so that maps computed by one notebook are reused by the next through
+:mod:`kit.mapcache`. Methods absent from a profile run at their defaults."""
 
 
 def explain(name: str, model, x, target, **overrides):

@@ -26,3 +26,17 @@ def test_explain_equals_the_direct_call(linear_model):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="unknown method 'SP-X'; valid names: SP, SP-G"):
         explain("SP-X", linear_model, x, 0)
+
+
+def test_profiles_name_real_methods_and_accepted_parameters():
+    import inspect
+
+    from kit.attributors import PROFILES, get_attributor
+
+    assert {"reference", "full", "cheap"} <= set(PROFILES) and PROFILES["reference"] == {}
+    for profile, table in PROFILES.items():
+        for name, params in table.items():
+            assert name in METHODS, f"PROFILES[{profile!r}] names unknown method {name!r}"
+            accepted = inspect.signature(get_attributor(METHODS[name].attributor)).parameters
+            bad = sorted(set(params) - set(accepted))
+            assert not bad, f"PROFILES[{profile!r}][{name!r}]: {bad} not accepted"
