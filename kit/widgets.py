@@ -203,7 +203,7 @@ class ImageInput:
 def load_image(source, *, model=None, size: int = 64, seed: int = 0) -> ImageInput:
     """A world test image (by index) or a user image (path or encoded bytes) at ``size``.
 
-    Files are decoded by torchvision (PNG, JPEG, ...), resized so the shorter side is ``size``
+    Files are decoded by Pillow (PNG, JPEG, ...), resized so the shorter side is ``size``
     (antialiased) and centre-cropped to a square: the "torchvision" preprocessing, which keeps
     the aspect ratio.
 
@@ -250,13 +250,13 @@ def load_image(source, *, model=None, size: int = 64, seed: int = 0) -> ImageInp
 
 
 def _decode(data: bytes, size: int) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2.functional import center_crop, resize
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
 
     try:
-        img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                           mode=ImageReadMode.RGB)
-    except RuntimeError as err:
+        with Image.open(io.BytesIO(data)) as im:
+            img = pil_to_tensor(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"source: could not decode the image ({err})") from err
     img = center_crop(resize(img, [size], antialias=True), [size, size])
     return (img.float() / 255).unsqueeze(0)
@@ -324,8 +324,9 @@ def top_fraction_keep(heatmap: torch.Tensor, fractions) -> torch.Tensor:
     Returns:
         ``(K,1,H,W)`` float keep-masks (0 = removed).
     """
-    if not (isinstance(heatmap, torch.Tensor) and heatmap.dim() == 4 and heatmap.shape[:2] == (1, 1)):
-        shape = tuple(heatmap.shape) if isinstance(heatmap, torch.Tensor) else type(heatmap).__name__
+    ok = isinstance(heatmap, torch.Tensor)
+    if not (ok and heatmap.dim() == 4 and heatmap.shape[:2] == (1, 1)):
+        shape = tuple(heatmap.shape) if ok else type(heatmap).__name__
         raise ValueError(f"heatmap must be a (1,1,H,W) tensor, got {shape}")
     fractions = [float(q) for q in fractions]
     if any(not 0 <= q <= 1 for q in fractions):
@@ -469,7 +470,8 @@ def _draw_overlay(ax, x: torch.Tensor, heatmap: torch.Tensor, title: str) -> Non
 def _draw_curves(ax, results: dict[str, Exploration]) -> None:
     for label, ex in results.items():
         c = ex.curve
-        ax.plot(np.asarray(c.fractions), np.asarray(c.scores[0]), label=f"{label} (AUC {ex.auc:.3f})")
+        ax.plot(np.asarray(c.fractions), np.asarray(c.scores[0]),
+                label=f"{label} (AUC {ex.auc:.3f})")
     ax.set_xlabel("fraction of pixels removed", fontsize=8)
     ax.set_ylabel("score of target", fontsize=8)
     ax.set_xlim(0, 1)
@@ -601,13 +603,14 @@ class ExplorerView:
                                       description="world test #", **{"style": slider["style"]})
         c["upload"] = w.FileUpload(accept="image/*", multiple=False, description="image file")
         c["target"] = w.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(model.classes)],
-                                 value=self.image.target, description="target", style=slider["style"])
+                                 value=self.image.target, description="target",
+                                 style=slider["style"])
         c["method"] = w.Dropdown(options=list(METHODS), value=method, description="method",
                                  style=slider["style"])
         c["method"].add_class("kit-method")
         for i, r in enumerate(removers):
-            c[f"remover_{i}"] = w.Dropdown(options=remover_names(), value=r,
-                                           description=f"remover {'AB'[i]}" if self.n > 1 else "remover",
+            label = f"remover {'AB'[i]}" if self.n > 1 else "remover"
+            c[f"remover_{i}"] = w.Dropdown(options=remover_names(), value=r, description=label,
                                            style=slider["style"])
             c[f"remover_{i}"].add_class(f"kit-remover-{i}")
         self._slider_kw = slider
@@ -742,8 +745,10 @@ class ExplorerView:
         return f"{'AB'[i]}: {base}" if self.n > 1 else base
 
     def _show_error(self, msg: str) -> None:
+        import html
+
         self.error = msg
-        self.status.value = f"<span style='color:#b00'>{msg}</span>"
+        self.status.value = f"<span style='color:#b00'>{html.escape(msg)}</span>"
         self.progress.description = "error"
 
     def update(self) -> None:
@@ -776,7 +781,7 @@ class ExplorerView:
                         self.cache.popitem(last=False)
                 results[self._label(i, kw)] = self.cache[key]
         except (TypeError, ValueError) as err:
-            self._show_error(html.escape(str(err)))
+            self._show_error(str(err))
             return
         self.results = results
         for i, ex in enumerate(results.values()):
