@@ -63,16 +63,19 @@ __all__ = [
     "ALPHAS",
     "GRADIENT_METHODS",
     "HIGHER_IS_BETTER",
+    "CONTROL_SUFFIX",
     "SUPPORT_DEFAULTS",
     "SupportModels",
     "GadResult",
     "GadRatios",
     "GadRun",
+    "resolve_classes",
     "distanced_targets",
     "pair_images",
     "support_key",
     "train_support_models",
     "pair_margin",
+    "support_summary",
     "top_q",
     "normalise",
     "fuse",
@@ -83,6 +86,7 @@ __all__ = [
     "convex_hull",
     "gad_ratios",
     "gad_table",
+    "compare_to_baseline",
     "plot_maps",
     "plot_ratios",
 ]
@@ -100,6 +104,11 @@ HIGHER_IS_BETTER = {"RC": False, "RS": True}
 
 SUPPORT_DEFAULTS = dict(k=3, n_train=1000, epochs=5, lr=1e-4, batch_size=64, seed=0)
 """Support-model training (methods.md §3.8): copies, class-a/b training images, Adam settings."""
+
+CONTROL_SUFFIX = " (fusion only)"
+"""Appended to a method's name for the optional control: k copies trained at α = 0 (pure
+distillation) fused like GAD, which separates the effect of fusing several models from the effect
+of distancing (methods.md §3.8)."""
 
 _TRAIN_VERSION = 1
 """Bumped whenever the training procedure changes, so stale cached models are never loaded."""
@@ -167,6 +176,25 @@ def _attributor(attributor) -> tuple[str, Callable]:
 # ----------------------------------------------------------------------------------------------
 # distancing and support models
 # ----------------------------------------------------------------------------------------------
+
+
+def resolve_classes(names: Sequence, classes: Sequence[str]) -> tuple[int, int]:
+    """Two class names (or indices) -> two distinct indices into ``classes``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones) or the same class twice.
+    """
+    if isinstance(names, str) or not isinstance(names, Sequence) or len(names) != 2:
+        raise ValueError(f"names must be two class names, got {names!r}")
+    out = []
+    for name in names:
+        if isinstance(name, str):
+            if name not in classes:
+                raise ValueError(f"unknown class {name!r}; valid names: {', '.join(classes)}")
+            out.append(list(classes).index(name))
+        else:
+            out.append(name)
+    return _pair(tuple(out), len(classes))
 
 
 def distanced_targets(logits: torch.Tensor, a: int, b: int, alpha: float) -> torch.Tensor:
@@ -434,6 +462,37 @@ def pair_margin(model, x: torch.Tensor, target, other, *, batch_size: int = 256)
     return (z.gather(1, t.view(-1, 1)) - z.gather(1, o.view(-1, 1))).squeeze(1).float()
 
 
+def support_summary(model, supports: Mapping[float, SupportModels], x: torch.Tensor,
+                    labels: torch.Tensor, *, batch_size: int = 256) -> pd.DataFrame:
+    """How well each support copy learned its distancing, on images of class a or b.
+
+    Args:
+        model: the original classifier; supports: α -> :class:`SupportModels`.
+        x: ``(N,3,H,W)`` images; labels: their ``(N,)`` classes (for the accuracy column).
+
+    Returns:
+        One row per (α, copy): ``alpha, copy, from_cache, train_loss`` (final-epoch MSE),
+        ``margin_shift`` (mean over images of the copy's ``z_a − z_b`` minus the original's; the
+        target is α), ``accuracy`` (top-1 of the copy; the original's is in the α = 0 row) and
+        ``train_seconds``.
+    """
+    if not supports:
+        raise ValueError("supports must map at least one alpha to its SupportModels")
+    a, b = next(iter(supports.values())).classes
+    base = pair_margin(model, x, a, b, batch_size=batch_size)
+    acc0 = float((_logits(model, x, batch_size).argmax(1) == labels).float().mean())
+    rows = [{"alpha": 0.0, "copy": "original", "from_cache": None, "train_loss": float("nan"),
+             "margin_shift": 0.0, "accuracy": acc0, "train_seconds": float("nan")}]
+    for alpha, sup in supports.items():
+        for j, m in enumerate(sup.models):
+            shift = float((pair_margin(m, x, a, b, batch_size=batch_size) - base).mean())
+            acc = float((_logits(m, x, batch_size).argmax(1) == labels).float().mean())
+            rows.append({"alpha": float(alpha), "copy": str(j), "from_cache": sup.from_cache[j],
+                         "train_loss": sup.losses[j], "margin_shift": shift, "accuracy": acc,
+                         "train_seconds": sup.seconds[j]})
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------------------------
 # fusion
 # ----------------------------------------------------------------------------------------------
@@ -693,6 +752,7 @@ class GadRun:
             α = 0 both ratios are 1 by construction).
         diagnostics: one row per (method, α > 0): ``n_images``, ``n_empty`` (images with a
             degenerate support, excluded from the ratios), ``support_fraction`` (mean |S| / h·w),
+            ``hull_area_0``, ``hull_area_gad`` (mean hull areas as fractions of h·w),
             ``median_RC``, ``median_RS``.
         results: ``(method, α) -> GadResult``; α = 0 is the baseline on the original model.
     """
@@ -704,8 +764,9 @@ class GadRun:
 
 def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, SupportModels],
               methods: Sequence[str] = GRADIENT_METHODS, *, q: float = 0.2, remover="gray",
-              method_kwargs: Mapping[str, Mapping] | None = None, seed: int = 0,
-              batch_size: int = 64, progress: bool = False) -> GadRun:
+              method_kwargs: Mapping[str, Mapping] | None = None,
+              control: SupportModels | None = None, seed: int = 0, batch_size: int = 64,
+              progress: bool = False) -> GadRun:
     """Baseline and GAD maps and the ratios RC, RS for every method and α.
 
     Args:
@@ -718,6 +779,9 @@ def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, Su
         remover: the remover occluding the hulls (RS).
         method_kwargs: per-method attributor options, e.g. ``{"integrated_gradients":
             {"steps": 25}}``.
+        control: optional copies trained at α = 0 (:func:`train_support_models` with
+            ``alpha=0``): fused like GAD and reported as method ``<method> (fusion only)`` at
+            α = 0 (see :data:`CONTROL_SUFFIX`).
         seed: passed to attributors that take one.
         batch_size: images per forward/backward pass of the attributors.
         progress: show a tqdm bar over (method, α).
@@ -741,35 +805,67 @@ def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, Su
         if not isinstance(sup, SupportModels):
             raise TypeError(f"supports[{alpha!r}] must be a SupportModels, "
                             f"got {type(sup).__name__}")
+    if control is not None and (not isinstance(control, SupportModels) or control.alpha != 0):
+        raise ValueError("control must be the SupportModels of copies trained at alpha 0, "
+                         f"got {control!r:.80}")
     method_kwargs = dict(method_kwargs or {})
     unknown = sorted(set(method_kwargs) - set(methods))
     if unknown:
         raise ValueError(f"method_kwargs names methods {unknown} that are not in methods "
                          f"{list(methods)}")
     rows, diag, results = [], [], {}
-    jobs = [(m, a) for m in methods for a in (0.0, *sorted(float(a) for a in supports))]
     sup_by_alpha = {float(a): s for a, s in supports.items()}
+    if control is not None:
+        sup_by_alpha["control"] = control
+    jobs = [(m, a) for m in methods
+            for a in (0.0, *sorted(float(a) for a in supports), *(["control"] if control else []))]
     for method, alpha in tqdm(jobs, disable=not progress, desc="GAD", leave=False):
         kw = {"batch_size": batch_size, **method_kwargs.get(method, {})}
         if alpha == 0:
             results[method, 0.0] = baseline_explain(method, model, x, target, q=q, seed=seed, **kw)
             continue
         res = gad_explain(method, sup_by_alpha[alpha], x, target, q=q, seed=seed, **kw)
-        results[method, alpha] = res
+        name, alpha = (method + CONTROL_SUFFIX, 0.0) if alpha == "control" else (method, alpha)
+        results[name, alpha] = res
         r = gad_ratios(model, x, target, other, res.support, results[method, 0.0].support,
                        remover=remover)
         for metric, values in (("RC", r.rc), ("RS", r.rs)):
-            rows += [{"image": i, "method": method, "alpha": alpha, "metric": metric,
+            rows += [{"image": i, "method": name, "alpha": alpha, "metric": metric,
                       "value": float(v)} for i, v in enumerate(values)]
         diag.append({
-            "method": method, "alpha": alpha, "n_images": int(len(r.rc)),
+            "method": name, "alpha": alpha, "n_images": int(len(r.rc)),
             "n_empty": int(r.empty.sum()),
             "support_fraction": float(res.support.float().mean()),
+            "hull_area_0": float(np.mean(r.area_0)), "hull_area_gad": float(np.mean(r.area_gad)),
             "median_RC": float(np.nanmedian(r.rc)) if np.isfinite(r.rc).any() else float("nan"),
             "median_RS": float(np.nanmedian(r.rs)) if np.isfinite(r.rs).any() else float("nan"),
         })
     per_image = pd.DataFrame(rows, columns=["image", "method", "alpha", "metric", "value"])
     return GadRun(per_image, pd.DataFrame(diag), results)
+
+
+def compare_to_baseline(summary: pd.DataFrame) -> pd.DataFrame:
+    """Whether GAD beats the no-GAD baseline (ratio 1) per method, α and metric.
+
+    Args:
+        summary: ``kit.report.summarize(per_image, HIGHER_IS_BETTER, by=("method", "alpha"))``.
+
+    Returns:
+        ``summary`` with a ``verdict`` column: ``"GAD better"`` when the 95% CI excludes 1 on the
+        better side (RC below, RS above), ``"GAD worse"`` when it excludes 1 on the other side,
+        ``"no clear difference"`` otherwise (also for an undefined interval).
+    """
+    need = ["method", "alpha", "metric", "mean", "ci_low", "ci_high"]
+    missing = [c for c in need if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary is missing column(s) {missing}; expected the output of "
+                         "kit.report.summarize(..., by=('method', 'alpha'))")
+    higher = summary["metric"].map(HIGHER_IS_BETTER)
+    above, below = summary["ci_low"] > 1, summary["ci_high"] < 1
+    better = np.where(higher, above, below)
+    worse = np.where(higher, below, above)
+    verdict = np.where(better, "GAD better", np.where(worse, "GAD worse", "no clear difference"))
+    return summary.assign(verdict=verdict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -822,6 +918,8 @@ def plot_maps(x: torch.Tensor, results: Mapping, method: str, *,
 def plot_ratios(summary: pd.DataFrame, metrics: Sequence[str] = ("RC", "RS")):
     """RC and RS against α, one line per method with its 95% CI band; α = 0 is 1 by construction.
 
+    Methods of the fusion-only control (only α = 0 rows) are drawn as single points with error bars.
+
     Args:
         summary: ``kit.report.summarize(per_image, HIGHER_IS_BETTER, by=("method", "alpha"))``.
         metrics: panels to draw.
@@ -838,6 +936,13 @@ def plot_ratios(summary: pd.DataFrame, metrics: Sequence[str] = ("RC", "RS")):
         sub = summary[summary["metric"] == metric]
         for method, g in sub.groupby("method", sort=False):
             g = g.sort_values("alpha")
+            if (g["alpha"] == 0).all():  # the fusion-only control: one point at α = 0
+                mean = g["mean"].to_numpy(float)
+                err = np.stack([mean - g["ci_low"].to_numpy(float),
+                                g["ci_high"].to_numpy(float) - mean])
+                ax.errorbar(np.zeros_like(mean), mean, yerr=err, fmt="s", ms=4, capsize=3,
+                            label=method)
+                continue
             a = np.concatenate([[0.0], g["alpha"].to_numpy(float)])
             line = ax.plot(a, np.concatenate([[1.0], g["mean"].to_numpy(float)]), marker="o",
                            ms=3, label=method)[0]

@@ -274,6 +274,21 @@ def test_gad_table_is_deterministic_and_long(tmp_path):
     assert set(run1.results) == {("saliency", 0.0), ("saliency", 4.0), ("smoothgrad", 0.0),
                                  ("smoothgrad", 4.0)}
     assert run1.diagnostics["n_images"].tolist() == [3, 3]
+    assert ((run1.diagnostics["hull_area_0"] > 0) & (run1.diagnostics["hull_area_0"] <= 1)).all()
+
+
+def test_fusion_only_control_rows(tmp_path):
+    model, x = _tiny(), _images(3, seed=1)
+    data = _images(16)
+    sup = gad.train_support_models(model, (0, 1), 4, images=data, cache_dir=tmp_path, **TRAIN)
+    ctrl = gad.train_support_models(model, (0, 1), 0, images=data, cache_dir=tmp_path, **TRAIN)
+    run = gad.gad_table(model, x, 0, 1, {4: sup}, ["saliency"], control=ctrl)
+    name = "saliency" + gad.CONTROL_SUFFIX
+    assert set(run.per_image["method"]) == {"saliency", name}
+    assert set(run.per_image.query("method == @name")["alpha"]) == {0.0}
+    assert (name, 0.0) in run.results and ("saliency", 0.0) in run.results
+    with pytest.raises(ValueError, match="control must be the SupportModels of copies trained at"):
+        gad.gad_table(model, x, 0, 1, {4: sup}, ["saliency"], control=sup)
 
 
 # ----------------------------------------------------------------------------------------------
