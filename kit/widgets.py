@@ -494,15 +494,15 @@ def plot_explorations(x: torch.Tensor, results: dict[str, Exploration], *, title
         title: figure title.
 
     Returns:
-        A ``matplotlib.figure.Figure`` (not registered with pyplot).
+        A pyplot Figure (shown by the notebook's inline backend, like :mod:`kit.viz`).
     """
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 
     if not results:
         raise ValueError("results must hold at least one Exploration")
     k = max(len(ex.fractions) for ex in results.values())
     rows = len(results)
-    fig = Figure(figsize=(1.7 * (k + 2) + 3.2, 1.9 * rows + 0.4))
+    fig = plt.figure(figsize=(1.7 * (k + 2) + 3.2, 1.9 * rows + 0.4))
     gs = fig.add_gridspec(rows, k + 3, width_ratios=[1] * (k + 2) + [2.0])
     for r, (label, ex) in enumerate(results.items()):
         ax = fig.add_subplot(gs[r, 0])
