@@ -475,6 +475,7 @@ def _draw_curves(ax, results: dict[str, Exploration]) -> None:
     ax.set_xlabel("fraction of pixels removed", fontsize=8)
     ax.set_ylabel("score of target", fontsize=8)
     ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)  # the score is a probability
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     ax.set_title("deletion (lower AUC = better)", fontsize=8)
@@ -547,6 +548,7 @@ def _strip_png(x, ex: Exploration) -> bytes:
 
     k = len(ex.fractions)
     fig = Figure(figsize=(1.6 * (k + 1), 1.9))
+    fig.suptitle(ex.remover, fontsize=8, x=0.02, ha="left")
     axes = fig.subplots(1, k + 1)
     axes[0].imshow(_hwc(x[0]))
     axes[0].set_title("image", fontsize=8)
@@ -624,11 +626,13 @@ class ExplorerView:
         self.status = w.HTML()
         self.status.add_class("kit-status")
         self.images = {}
+        # Fixed display widths (about the PNGs' own): an Image widget otherwise fills its box.
+        px = lambda n: w.Layout(width=f"{n}px", height="auto")  # noqa: E731
         for i in range(self.n):
-            self.images[f"heatmap_{i}"] = w.Image(format="png")
+            self.images[f"heatmap_{i}"] = w.Image(format="png", layout=px(240))
             self.images[f"heatmap_{i}"].add_class(f"kit-heatmap-{i}")
-            self.images[f"strip_{i}"] = w.Image(format="png")
-        self.images["curve"] = w.Image(format="png")
+            self.images[f"strip_{i}"] = w.Image(format="png", layout=px(520))
+        self.images["curve"] = w.Image(format="png", layout=px(400))
         self.images["curve"].add_class("kit-curve")
 
         c["index"].observe(self._on_index, "value")
@@ -642,9 +646,10 @@ class ExplorerView:
                       + [v for i in range(self.n) for v in (c[f"remover_{i}"], self.ropt_boxes[i])]
                       + [self.progress, self.status],
                       layout=w.Layout(min_width="330px"))
-        columns = [w.VBox([self.images[f"heatmap_{i}"], self.images[f"strip_{i}"]])
-                   for i in range(self.n)]
-        self.widget = w.HBox([left, w.VBox([w.HBox(columns), self.images["curve"]])])
+        # Right: the heatmap(s) beside the deletion curve(s), the counterfactual strips below.
+        top = w.HBox([self.images[f"heatmap_{i}"] for i in range(self.n)] + [self.images["curve"]])
+        strips = w.VBox([self.images[f"strip_{i}"] for i in range(self.n)])
+        self.widget = w.HBox([left, w.VBox([top, strips])])
         self.update()
 
     # --- control construction ------------------------------------------------------------

@@ -1,0 +1,158 @@
+"""The explorer in a real browser: Voilà serves notebooks/07_explorer.ipynb (with
+``interactive=True``) on localhost, Debian's headless Chromium renders it through Playwright, a
+control changes, and the rendered heatmap image must change.
+
+Playwright launches ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it)
+and never downloads a browser. The test skips, saying why, when chromium, Playwright or Voilà is
+missing. Screenshots go to ``$KIT_OUTPUT/figures/07_explorer/`` (``make test`` points KIT_OUTPUT
+at a temporary folder): ``browser_before.png`` and ``browser_after.png`` (the page), and
+``browser_widget.png`` (the explorer after the change).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "07_explorer.ipynb"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+]
+# Cheap selection: 3x3 sliding-patch grid, no inpainter in the comparison tab.
+OVERRIDES = {"interactive": True, "window": 32, "stride": 16, "compare_b": "blur"}
+BUDGET_S = 90  # the whole test, server start to screenshots
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voila exited early with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"voila did not listen on port {port} in time")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM voila (it shuts its kernels down), then SIGKILL its own process group."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group start_new_session gave voila and kernels
+    except ProcessLookupError:
+        pass
+    proc.wait(5)
+
+
+def _pixels(png: bytes):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+# A rendered <img> whose pixels are decoded (src set, load finished).
+_LOADED = """sel => { const i = document.querySelector(sel);
+                      return i !== null && i.complete && i.naturalWidth > 0; }"""
+_CHANGED = """([sel, old]) => { const i = document.querySelector(sel);
+                               return i !== null && i.src !== old && i.complete
+                                      && i.naturalWidth > 0; }"""
+
+
+def test_explorer_heatmap_changes_in_chromium(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    pytest.importorskip("voila", reason="voila is not installed")
+    nbformat = pytest.importorskip("nbformat")
+    from papermill.parameterize import parameterize_notebook
+
+    from kit.paths import figures_dir
+
+    # The committed notebook with interactive=True injected after its parameters cell, as
+    # papermill would, so Voilà renders the live explorer.
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.metadata["papermill"] = {}  # where parameterize_notebook records what it injected
+    nb = parameterize_notebook(nb, OVERRIDES)
+    served = tmp_path / "07_explorer.ipynb"
+    nbformat.write(nb, served)
+
+    t0 = time.monotonic()
+    deadline = t0 + BUDGET_S
+    port = _free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "jruntime"))
+    env.pop("MPLBACKEND", None)  # the kernel picks the inline backend, as in JupyterLab
+    env.setdefault("KIT_OUTPUT", str(tmp_path / "out"))
+    log = (tmp_path / "voila.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(served), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1", "--VoilaExecutor.timeout=120"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    out = figures_dir("07_explorer")
+    try:
+        _wait_listening(port, proc, t0 + 30)
+        with sync_api.sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"),  # a fresh --user-data-dir
+                executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+                viewport={"width": 1400, "height": 1000},
+            )
+            try:
+                page = ctx.new_page()
+                ms = lambda: max(1000, int((deadline - time.monotonic()) * 1000))  # noqa: E731
+                page.goto(f"http://127.0.0.1:{port}/", timeout=ms())
+                heat = "img.kit-heatmap-0"  # the explore tab's overlay (first in the page)
+                page.wait_for_function(_LOADED, arg=heat, timeout=ms())
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('.kit-status')]"
+                    ".some(e => e.textContent.includes('deletion AUC'))", timeout=ms())
+                before_src = page.eval_on_selector(heat, "i => i.src")
+                before = page.locator(heat).first.screenshot()
+                page.screenshot(path=str(out / "browser_before.png"), full_page=True)
+
+                page.locator(".kit-remover-0 select").first.select_option("blur")
+                page.wait_for_function(_CHANGED, arg=[heat, before_src], timeout=ms())
+                page.wait_for_function(
+                    "() => document.querySelector('.kit-status').textContent.includes('blur')",
+                    timeout=ms())
+                after = page.locator(heat).first.screenshot()
+                page.screenshot(path=str(out / "browser_after.png"), full_page=True)
+                page.locator(".widget-tab").first.screenshot(path=str(out / "browser_widget.png"))
+            finally:
+                ctx.close()
+    finally:
+        _stop(proc)
+        log.close()
+
+    a, b = _pixels(before), _pixels(after)
+    assert a.shape == b.shape and a.shape[0] > 50, "the heatmap image did not render"
+    changed = float((abs(a - b).sum(-1) > 30).mean())
+    assert changed > 0.01, f"only {changed:.4f} of the heatmap's pixels changed"
+    assert (out / "browser_after.png").stat().st_size > 10_000
+    assert time.monotonic() - t0 < BUDGET_S + 15
