@@ -85,6 +85,8 @@ __all__ = [
     "is_degenerate",
     "convex_hull",
     "gad_ratios",
+    "gradient_methods",
+    "resolve_methods",
     "gad_table",
     "compare_to_baseline",
     "plot_maps",
@@ -161,6 +163,36 @@ def _maps(name: str, m) -> torch.Tensor:
         got = tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
         raise ValueError(f"{name} must be a (N,1,h,w) tensor, got {got}")
     return m
+
+
+def gradient_methods() -> dict[str, tuple[str, dict]]:
+    """Names :func:`gad_table` accepts -> (attributor name, parameters).
+
+    The gradient entries of ``kit.attributors.METHODS`` (``"IntegratedGradients"``, ...) and the
+    gradient attributors' own names (``"integrated_gradients"``, ...).
+    """
+    from kit.attributors import METHODS
+    from kit.attributors.gradients import REDUCTIONS
+
+    out = {name: (m.attributor, dict(m.params)) for name, m in METHODS.items()
+           if m.attributor in REDUCTIONS}
+    out.update({name: (name, {}) for name in REDUCTIONS})
+    return out
+
+
+def resolve_methods(methods: Sequence[str]) -> dict[str, tuple[str, dict]]:
+    """Check gradient method names; returns name -> (attributor name, parameters).
+
+    Raises:
+        ValueError: not a non-empty list, or an unknown name (the message lists the valid ones).
+    """
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise ValueError(f"methods must be a non-empty list of method names, got {methods!r}")
+    valid = gradient_methods()
+    for m in methods:
+        if m not in valid:
+            raise ValueError(f"unknown gradient method {m!r}; valid names: {', '.join(valid)}")
+    return {m: valid[m] for m in methods}
 
 
 def _attributor(attributor) -> tuple[str, Callable]:
@@ -764,7 +796,7 @@ class GadRun:
 
 def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, SupportModels],
               methods: Sequence[str] = GRADIENT_METHODS, *, q: float = 0.2, remover="gray",
-              method_kwargs: Mapping[str, Mapping] | None = None,
+              profile: str | None = None, method_kwargs: Mapping[str, Mapping] | None = None,
               control: SupportModels | None = None, seed: int = 0, batch_size: int = 64,
               progress: bool = False) -> GadRun:
     """Baseline and GAD maps and the ratios RC, RS for every method and α.
@@ -774,11 +806,15 @@ def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, Su
         x: ``(N,3,H,W)`` images of class a or b; target: their class t; other: the pair's other
             class o (int or ``(N,)`` long each).
         supports: α (> 0) -> :class:`SupportModels` for that α.
-        methods: attributor names (default: the five gradient methods).
+        methods: gradient method names, ``kit.attributors.METHODS`` keys or attributor names
+            (:func:`gradient_methods`; default: the five gradient attributors); the table uses
+            the names as given.
         q: top-q fraction.
         remover: the remover occluding the hulls (RS).
-        method_kwargs: per-method attributor options, e.g. ``{"integrated_gradients":
-            {"steps": 25}}``.
+        profile: a ``kit.attributors.PROFILES`` key: its entries for the method names override
+            the methods' parameters (e.g. ``"cheap"``: fewer IG steps and SmoothGrad samples).
+        method_kwargs: per-method attributor options on top of the profile's, e.g.
+            ``{"IntegratedGradients": {"steps": 25}}``.
         control: optional copies trained at α = 0 (:func:`train_support_models` with
             ``alpha=0``): fused like GAD and reported as method ``<method> (fusion only)`` at
             α = 0 (see :data:`CONTROL_SUFFIX`).
@@ -789,12 +825,7 @@ def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, Su
     Returns:
         :class:`GadRun`.
     """
-    from kit.attributors import get_attributor
-
-    if isinstance(methods, str) or not methods:
-        raise ValueError(f"methods must be a non-empty list of attributor names, got {methods!r}")
-    for m in methods:
-        get_attributor(m)  # unknown names fail here, listing the valid ones
+    valid = resolve_methods(methods)
     if not isinstance(supports, Mapping) or not supports:
         raise ValueError("supports must map each alpha > 0 to its SupportModels, "
                          f"got {type(supports).__name__}")
@@ -808,6 +839,13 @@ def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, Su
     if control is not None and (not isinstance(control, SupportModels) or control.alpha != 0):
         raise ValueError("control must be the SupportModels of copies trained at alpha 0, "
                          f"got {control!r:.80}")
+    if profile is not None:
+        from kit.attributors import PROFILES
+
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; valid names: {', '.join(PROFILES)}")
+        method_kwargs = {m: {**PROFILES[profile].get(m, {}), **(method_kwargs or {}).get(m, {})}
+                         for m in methods}
     method_kwargs = dict(method_kwargs or {})
     unknown = sorted(set(method_kwargs) - set(methods))
     if unknown:
@@ -820,11 +858,13 @@ def gad_table(model, x: torch.Tensor, target, other, supports: Mapping[float, Su
     jobs = [(m, a) for m in methods
             for a in (0.0, *sorted(float(a) for a in supports), *(["control"] if control else []))]
     for method, alpha in tqdm(jobs, disable=not progress, desc="GAD", leave=False):
-        kw = {"batch_size": batch_size, **method_kwargs.get(method, {})}
+        attributor, params = valid[method]
+        kw = {"batch_size": batch_size, **params, **method_kwargs.get(method, {})}
         if alpha == 0:
-            results[method, 0.0] = baseline_explain(method, model, x, target, q=q, seed=seed, **kw)
+            results[method, 0.0] = baseline_explain(attributor, model, x, target, q=q, seed=seed,
+                                                    **kw)
             continue
-        res = gad_explain(method, sup_by_alpha[alpha], x, target, q=q, seed=seed, **kw)
+        res = gad_explain(attributor, sup_by_alpha[alpha], x, target, q=q, seed=seed, **kw)
         name, alpha = (method + CONTROL_SUFFIX, 0.0) if alpha == "control" else (method, alpha)
         results[name, alpha] = res
         r = gad_ratios(model, x, target, other, res.support, results[method, 0.0].support,

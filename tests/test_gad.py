@@ -268,6 +268,11 @@ def test_gad_table_is_deterministic_and_long(tmp_path):
     kw = {"smoothgrad": {"n_samples": 3}}
     run1 = gad.gad_table(model, x, t, o, {4: sup}, ["saliency", "smoothgrad"], method_kwargs=kw)
     run2 = gad.gad_table(model, x, t, o, {4: sup}, ["saliency", "smoothgrad"], method_kwargs=kw)
+    # paper names (kit.attributors.METHODS) work too, with a profile's budgets
+    named = gad.gad_table(model, x, t, o, {4: sup}, ["Saliency", "SmoothGrad"], profile="cheap",
+                          method_kwargs={"SmoothGrad": {"n_samples": 3}})
+    assert named.per_image["value"].tolist() == run1.per_image["value"].tolist()
+    assert set(named.per_image["method"]) == {"Saliency", "SmoothGrad"}
     assert list(run1.per_image.columns) == ["image", "method", "alpha", "metric", "value"]
     assert len(run1.per_image) == 2 * 2 * 3  # methods x metrics x images
     assert run1.per_image.equals(run2.per_image)
@@ -329,6 +334,8 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         gad.gad_table(model, x, 0, 1, {0: sup}, ["saliency"])
     with pytest.raises(ValueError, match="valid names"):
         gad.gad_table(model, x, 0, 1, {2: sup}, ["saliency", "nope"])
+    with pytest.raises(ValueError, match="unknown profile 'nope'; valid names"):
+        gad.gad_table(model, x, 0, 1, {2: sup}, ["saliency"], profile="nope")
     with pytest.raises(ValueError, match="not in methods"):
         gad.gad_table(model, x, 0, 1, {2: sup}, ["saliency"],
                       method_kwargs={"smoothgrad": {"n_samples": 2}})
