@@ -21,6 +21,9 @@ the abstract, ``methods.md`` §3.8 (method) and §4.7 (the ratios RC and RS):
   top-q pixels by signed value (q = 20%, ties broken by pixel index); the support is
   ``S = ∩_j T_j`` and the GAD map is ``mean_j Â_j`` on S, 0 elsewhere (:func:`fuse`,
   :func:`gad_explain`). The baseline's support ``S_0`` is the top-q set of the original model's map.
+  Note that ``S`` is an intersection of k sets of the size of ``S_0``, so ``|S| <= |S_0|`` and RC
+  leans below 1 from the intersection alone; the fusion-only control (copies trained at α = 0,
+  ``gad_table(..., control=...)``) measures that part.
 * **Ratios** (:func:`gad_ratios`), per image: ``RC = |hull(S_GAD)| / |hull(S_0)|`` (rasterised
   convex hulls, ``skimage.morphology.convex_hull_image``; lower = a less complex explanation) and
   ``RS = (Δ_GAD / |hull_GAD|) / (Δ_0 / |hull_0|)`` with ``Δ = m(x) − m(x̃)``, the drop of the
@@ -64,7 +67,6 @@ __all__ = [
     "GRADIENT_METHODS",
     "HIGHER_IS_BETTER",
     "CONTROL_SUFFIX",
-    "SUPPORT_DEFAULTS",
     "SupportModels",
     "GadResult",
     "GadRatios",
@@ -103,9 +105,6 @@ GRADIENT_METHODS = (
 
 HIGHER_IS_BETTER = {"RC": False, "RS": True}
 """Direction of the ratios: RC < 1 is a less complex explanation, RS > 1 a more sensitive one."""
-
-SUPPORT_DEFAULTS = dict(k=3, n_train=1000, epochs=5, lr=1e-4, batch_size=64, seed=0)
-"""Support-model training (methods.md §3.8): copies, class-a/b training images, Adam settings."""
 
 CONTROL_SUFFIX = " (fusion only)"
 """Appended to a method's name for the optional control: k copies trained at α = 0 (pure
