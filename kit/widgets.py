@@ -597,6 +597,8 @@ class ExplorerView:
         self.error: str | None = None
         self.updates = 0
         self._hold = False
+        self._hp_memory: dict = {}
+        self._hp_method = None
         self.image = load_image(image, model=model, size=size, seed=seed)
         self.n = len(removers)
         c = self.controls = {}
@@ -664,13 +666,23 @@ class ExplorerView:
         return s
 
     def _rebuild_hp(self, params=None) -> None:
+        # Values chosen earlier are remembered per (attributor, keyword), so SP -> SP-G keeps the
+        # patch geometry and a detour through another method does not reset it.
+        old = _method(self._hp_method).attributor if self._hp_method else None
         for name in METHOD_SLIDERS:
-            self.controls.pop(name, None)
-        hp = method_hyperparameters(self.controls["method"].value, self.size)
+            slider = self.controls.pop(name, None)
+            if slider is not None:
+                self._hp_memory[(old, name)] = slider.value
+        method = self.controls["method"].value
+        attributor = _method(method).attributor
+        hp = method_hyperparameters(method, self.size)
+        hp.update({k: self._hp_memory[(attributor, k)] for k in hp
+                   if (attributor, k) in self._hp_memory})
         hp.update({k: v for k, v in (params or {}).items() if k in hp})
         for name, value in hp.items():
             self.controls[name] = self._make_slider(METHOD_SLIDERS[name], value)
         self.hp_box.children = [self.controls[n] for n in hp]
+        self._hp_method = method
 
     def _rebuild_ropts(self, i: int) -> None:
         prefix = f"remover_{i}."

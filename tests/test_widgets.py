@@ -245,7 +245,14 @@ def test_view_method_change_shows_only_accepted_sliders(clf, img, view):
     torch.testing.assert_close(ex.sal, explain("Saliency", clf, img.x, img.target))
     view.controls["method"].value = "SP"
     assert [c.description for c in view.hp_box.children] == ["window (px)", "stride (px)"]
-    view.controls["window"].value, view.controls["stride"].value = 16, 8
+    # the geometry chosen before the detour is remembered
+    assert (view.controls["window"].value, view.controls["stride"].value) == (16, 8)
+    view.controls["method"].value = "SP-G"  # paired with the inpainter
+    assert view.controls["remover_0"].value == "inpaint"
+    assert (view.controls["window"].value, view.controls["stride"].value) == (16, 8)
+    assert list(view.results.values())[0].method == "SP-G"
+    view.controls["method"].value = "SP"
+    assert view.controls["remover_0"].value == "gray"
 
 
 def test_view_image_and_target_controls(clf, view):
