@@ -526,10 +526,14 @@ def plot_explorations(x: torch.Tensor, results: dict[str, Exploration], *, title
     return fig
 
 
-def figure_png(fig, dpi: int = 90) -> bytes:
-    """PNG bytes of a matplotlib figure (what the widgets display)."""
+def figure_png(fig, dpi: int = 90, *, tight: bool = True) -> bytes:
+    """PNG bytes of a matplotlib figure (what the widgets display).
+
+    ``tight=False`` keeps the figure's own size, so the picture does not change size (and the
+    page does not jump) when only a title changes.
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return buf.getvalue()
 
 
@@ -540,7 +544,8 @@ def _overlay_png(x, ex: Exploration) -> bytes:
     ax = fig.add_subplot()
     _draw_overlay(ax, x, ex.heatmap, f"{ex.method} · {ex.remover}")
     _off(ax)
-    return figure_png(fig)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9)
+    return figure_png(fig, tight=False)
 
 
 def _strip_png(x, ex: Exploration) -> bytes:
@@ -557,16 +562,17 @@ def _strip_png(x, ex: Exploration) -> bytes:
         axes[i + 1].set_title(f"top {q:.0%} removed", fontsize=8)
     for ax in axes:
         _off(ax)
-    return figure_png(fig)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.78, wspace=0.08)
+    return figure_png(fig, tight=False)
 
 
 def _curve_png(results: dict[str, Exploration]) -> bytes:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.6, 2.6))
+    fig = Figure(figsize=(4.4, 2.7))
     _draw_curves(fig.add_subplot(), results)
     fig.tight_layout()
-    return figure_png(fig)
+    return figure_png(fig, tight=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -631,10 +637,10 @@ class ExplorerView:
         # Fixed display widths (about the PNGs' own): an Image widget otherwise fills its box.
         px = lambda n: w.Layout(width=f"{n}px", height="auto")  # noqa: E731
         for i in range(self.n):
-            self.images[f"heatmap_{i}"] = w.Image(format="png", layout=px(240))
+            self.images[f"heatmap_{i}"] = w.Image(format="png", layout=px(216))
             self.images[f"heatmap_{i}"].add_class(f"kit-heatmap-{i}")
-            self.images[f"strip_{i}"] = w.Image(format="png", layout=px(520))
-        self.images["curve"] = w.Image(format="png", layout=px(400))
+            self.images[f"strip_{i}"] = w.Image(format="png", layout=px(576))
+        self.images["curve"] = w.Image(format="png", layout=px(396))
         self.images["curve"].add_class("kit-curve")
 
         c["index"].observe(self._on_index, "value")
@@ -786,8 +792,10 @@ class ExplorerView:
                     def stage(s, label, i=i):
                         self.progress.value = s
                         self.progress.description = label.split(":")[0]
-                        self.status.value = html.escape(
-                            f"computing {label}" + (f" (remover {'AB'[i]})" if self.n > 1 else ""))
+                        if s < 3:
+                            self.status.value = html.escape(
+                                f"computing {label}"
+                                + (f" (remover {'AB'[i]})" if self.n > 1 else ""))
 
                     self.cache[key] = compute(
                         self.model, self.image.x, kw["target"], method=kw["method"],

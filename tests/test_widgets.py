@@ -223,8 +223,11 @@ def test_view_slider_and_cache(clf, img, view, monkeypatch):
     calls = []
     real = widgets.compute
     monkeypatch.setattr(widgets, "compute", lambda *a, **k: calls.append(k) or real(*a, **k))
+    seen = []
+    view.progress.observe(lambda ch: seen.append(ch["new"]), "value")
     view.controls["stride"].value = 4
     assert len(calls) == 1 and view.error is None
+    assert seen == [0, 1, 2, 3]  # the progress bar walks through map, counterfactuals, deletion
     (ex,) = view.results.values()
     assert ex.sal.shape == (1, 1, 13, 13)  # (64 - 16) // 4 + 1
     view.controls["stride"].value = 8  # back to a cached selection: no recomputation
@@ -295,5 +298,5 @@ def test_compare_view_and_explorer(clf, img):
     assert list(v.results.values())[1].remover == "noise"
     with pytest.raises(ValueError, match="1 or 2"):
         widgets.explorer_view(clf, removers=("gray", "blur", "noise"))
-    tab = widgets.explorer(clf, image=3, params=CHEAP, compare=("gray", "blur"))
+    tab = widgets.explorer(clf, image=3, params=CHEAP, compare=("gray", "gray"))  # cached twice
     assert len(tab.children) == 2 and [v.n for v in tab.views] == [1, 2]
