@@ -300,3 +300,27 @@ def test_compare_view_and_explorer(clf, img):
         widgets.explorer_view(clf, removers=("gray", "blur", "noise"))
     tab = widgets.explorer(clf, image=3, params=CHEAP, compare=("gray", "gray"))  # cached twice
     assert len(tab.children) == 2 and [v.n for v in tab.views] == [1, 2]
+
+
+# The cheapest setting of each slider, so every method of the registry runs in a second or two.
+_CHEAPEST = {"window": 32, "stride": 16, "n_samples": 10, "n_masks": 50, "iterations": 10}
+
+
+# One method per code path: each perturbation attributor, a gradient method (the gradient family
+# shares it), Grad-CAM (a coarse grid) and the random baseline (no progress/remover keywords).
+PATHS = ["SP", "LIME", "RISE", "MP", "MP2", "FIDO-CA-SDR", "Saliency", "GradCAM", "random"]
+
+
+def test_paths_cover_every_attributor_kind():
+    kinds = {METHODS[m].attributor for m in PATHS}
+    perturbation = {m.attributor for m in METHODS.values() if m.remover is not None}
+    assert perturbation <= kinds and set(PATHS) <= set(METHODS)
+
+
+@pytest.mark.parametrize("method", PATHS)
+def test_every_method_kind_runs_in_the_explorer(clf, img, method):
+    hp = {k: _CHEAPEST[k] for k in widgets.method_hyperparameters(method)}
+    ex = widgets.compute(clf, img.x, img.target, method=method, remover="gray", params=hp,
+                         fractions=(0.5,), steps=4)
+    assert ex.heatmap.shape == (1, 1, 64, 64) and torch.isfinite(ex.heatmap).all()
+    assert ex.curve.scores.shape == (1, 5) and 0 <= ex.auc <= 1
