@@ -56,6 +56,7 @@ __all__ = [
     "plot_explorations",
     "remover_names",
     "remover_options",
+    "top_fraction_keep",
 ]
 
 
