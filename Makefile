@@ -5,6 +5,7 @@
 #   make test                 unit tests + nbval-lax on notebooks/*.ipynb (+ notebook cleanliness check)
 #   make test-slow            the same with --run-slow
 #   make run [NB=00,03]       papermill -> runs/<stem>.ipynb, wall times -> results/run_times.csv
+#   make roar                 the full ROAR/KAR experiment (params/full/06_roar.yaml; hours on 2 cores)
 #   make refresh-notebooks    re-execute the committed notebooks in place at their defaults, then clean
 #   make clean-nb             clean notebook metadata in place (tools/clean_notebooks.py)
 #   make lint                 ruff check
@@ -27,7 +28,7 @@ NBVAL_ARGS := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_
 PYTEST_ARGS ?=
 ONLY := $(if $(NB),--only $(NB))
 
-.PHONY: help venv test test-slow run refresh-notebooks clean-nb check-nb lint clean
+.PHONY: help venv test test-slow run roar refresh-notebooks clean-nb check-nb lint clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -56,6 +57,12 @@ test-slow: test
 
 run: $(STAMP)
 	@env -u MPLBACKEND $(PY) tools/run_notebooks.py $(ONLY)
+
+# Too long for make run: the same notebook at its full configuration -> runs/06_roar_full.ipynb.
+roar: $(STAMP)
+	@mkdir -p $${KIT_OUTPUT:-.}/runs
+	@env -u MPLBACKEND $(PY) -m papermill notebooks/06_roar.ipynb $${KIT_OUTPUT:-.}/runs/06_roar_full.ipynb \
+		-f params/full/06_roar.yaml --kernel python3
 
 refresh-notebooks: $(STAMP)
 	@env -u MPLBACKEND $(PY) tools/run_notebooks.py --in-place $(ONLY)
