@@ -477,8 +477,6 @@ def sweep_maps(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed: expected an int, got {seed!r}")
     side = int(min(x.shape[-2:]))
-    if "seed" in values and "seed" not in _attributor_params(name):
-        raise ValueError(f"sweep: {name!r} takes no seed")
 
     def maps(config: dict, s: int) -> torch.Tensor:
         return compute_maps([name], model, x, target, overrides={name: config}, seed=s,
