@@ -137,3 +137,93 @@ def metric_bars(table, columns: dict[str, str], *, higher_is_better: dict[str, b
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def curve_panels(panels: dict, *, xlabel: str = "", ylabel: str = "", bands: dict | None = None):
+    """One panel per entry of ``panels`` (title -> {label: (x, y)}), one line per label.
+
+    Args:
+        panels: title -> mapping of line label to ``(x, y)`` 1-D arrays (e.g. the fractions and
+            the mean scores of a deletion curve).
+        xlabel, ylabel: axis labels shared by the panels.
+        bands: optional title -> {label: (low, high)} arrays drawn as shaded intervals.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False,
+                             sharey=True)
+    for ax, (title, lines) in zip(axes[0], panels.items(), strict=True):
+        for k, (label, (x, y)) in enumerate(lines.items()):
+            style = "-" if k < 10 else "--"  # the tab10 cycle repeats after 10 lines
+            (line,) = ax.plot(np.asarray(x), np.asarray(y), style, label=label, linewidth=1.3)
+            if bands and label in bands.get(title, {}):
+                lo, hi = bands[title][label]
+                ax.fill_between(np.asarray(x), np.asarray(lo), np.asarray(hi),
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel, fontsize=8)
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def map_grid(images: torch.Tensor, maps: dict, *, titles: list[str] | None = None,
+             boxes: torch.Tensor | None = None, pred_boxes: dict | None = None):
+    """Images in the first row, then one row per method: its map over the image.
+
+    Each map is upsampled to the image size with :func:`kit.masks.upsample` (bilinear) and scaled
+    by its own maximum absolute value (the colour bar is per map: maps are not normalised by the
+    attributors). Signed maps use a symmetric diverging colormap.
+
+    Args:
+        images: ``(n,3,H,W)`` in [0,1].
+        maps: method -> ``(n,1,h,w)`` maps at their native grid.
+        titles: column titles.
+        boxes: optional ``(n,4)`` ground-truth boxes ``(x0, y0, x1, y1)`` drawn in yellow.
+        pred_boxes: optional method -> ``(n,4)`` predicted boxes drawn in cyan.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from kit.masks import upsample
+
+    n, H, W = images.shape[0], images.shape[-2], images.shape[-1]
+    names = list(maps)
+    fig, axes = plt.subplots(1 + len(names), n, figsize=(1.5 * n, 1.55 * (1 + len(names))),
+                             squeeze=False)
+
+    def _box(ax, b, color):
+        x0, y0, x1, y1 = (int(v) for v in b)
+        if x1 > x0 and y1 > y0:
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                   edgecolor=color, linewidth=1.0))
+
+    for i in range(n):
+        axes[0, i].imshow(_hwc(images[i]))
+        if boxes is not None:
+            _box(axes[0, i], boxes[i], "yellow")
+    for r, name in enumerate(names, start=1):
+        pix = upsample(maps[name][:n].detach().float().cpu(), (H, W))[:, 0].numpy()
+        for i in range(n):
+            ax = axes[r, i]
+            m = pix[i]
+            scale = float(np.abs(m).max()) or 1.0
+            signed = bool((m < 0).any())
+            ax.imshow(_hwc(images[i]).mean(-1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(m / scale, cmap="RdBu_r" if signed else "inferno",
+                      vmin=-1 if signed else 0, vmax=1, alpha=0.7)
+            if boxes is not None:
+                _box(ax, boxes[i], "yellow")
+            if pred_boxes is not None and name in pred_boxes:
+                _box(ax, pred_boxes[name][i], "cyan")
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if titles:
+        for i, t in enumerate(titles[:n]):
+            axes[0, i].set_title(t, fontsize=8)
+    fig.tight_layout()
+    return fig

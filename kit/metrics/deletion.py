@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from kit.attributors.sliding_patch import model_input
 from kit.masks import upsample
-from kit.removers import Precomputed, Remover, get_remover
+from kit.removers import Precomputed, Remover, TrueBackground, get_remover
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -56,6 +56,7 @@ __all__ = [
     "insertion_curve",
     "pixel_order",
     "resolve_remover",
+    "curve_table",
 ]
 
 HIGHER_IS_BETTER = {"deletion_auc": False, "insertion_auc": True}
@@ -155,11 +156,16 @@ def auc(scores: torch.Tensor, *, convention: str = "rise") -> torch.Tensor:
     return area.float()
 
 
-def resolve_remover(spec, model=None) -> Remover:
+def resolve_remover(spec, model=None, *, backgrounds: torch.Tensor | None = None) -> Remover:
     """A remover from a name or object: :data:`INSERTION_BLUR` or any
-    :func:`kit.removers.get_remover` name (``gray`` takes the classifier's mean colour)."""
+    :func:`kit.removers.get_remover` name (``gray`` takes the classifier's mean colour;
+    ``oracle`` needs ``backgrounds``, the true backgrounds aligned with the images)."""
     if isinstance(spec, str) and spec == INSERTION_BLUR:
         return InsertionBlur()
+    if isinstance(spec, str) and spec == "oracle":
+        if backgrounds is None:
+            raise ValueError("remover 'oracle' needs backgrounds= (the images' true backgrounds)")
+        return TrueBackground(backgrounds)
     if isinstance(spec, str):
         try:
             return get_remover(spec, model=model if hasattr(model, "mean") else None)
@@ -276,3 +282,39 @@ def insertion_curve(model, x: torch.Tensor, sal: torch.Tensor, target, *,
     if "mode" in kwargs:
         raise ValueError("insertion_curve sets mode='insertion'; use deletion_curve for deletion")
     return deletion_curve(model, x, sal, target, remover=remover, mode="insertion", **kwargs)
+
+
+def curve_table(model, x: torch.Tensor, maps: dict, target, removers, *, mode: str = "deletion",
+                steps: int = 28, batch_size: int = 256, progress: bool = False,
+                backgrounds: torch.Tensor | None = None, upsample_mode: str = "bilinear"):
+    """Curves of every map under every remover, and their per-image AUCs as a long table.
+
+    Args:
+        model, x, target: as in :func:`deletion_curve`.
+        maps: method -> ``(N,1,h,w)`` maps of the images ``x``.
+        removers: remover names (or a name -> remover mapping); ``oracle`` uses ``backgrounds``.
+        mode, steps, batch_size, progress, upsample_mode: as in :func:`deletion_curve`.
+
+    Returns:
+        ``(per_image, curves)``: DataFrame ``image, method, remover, metric, value`` (metric
+        ``deletion_auc`` or ``insertion_auc``) and ``{(method, remover): Curve}``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(removers, str):
+        raise TypeError(f"removers must be a list of names or a mapping, got the string "
+                        f"{removers!r}")
+    named = dict(removers) if hasattr(removers, "items") else {r: r for r in removers}
+    built = {k: resolve_remover(v, model, backgrounds=backgrounds) for k, v in named.items()}
+    frames, curves = [], {}
+    for rname, rem in built.items():
+        for name, sal in maps.items():
+            c = deletion_curve(model, x, sal, target, remover=rem, mode=mode, steps=steps,
+                               batch_size=batch_size, progress=progress,
+                               upsample_mode=upsample_mode)
+            curves[name, rname] = c
+            frames.append(pd.DataFrame({"image": np.arange(x.shape[0]), "method": name,
+                                        "remover": rname, "metric": c.metric,
+                                        "value": c.auc.double().numpy()}))
+    return pd.concat(frames, ignore_index=True), curves

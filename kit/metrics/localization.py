@@ -36,8 +36,13 @@ HIGHER_IS_BETTER = {
     "pointing_game": True,
     "iou": True,
     "loc_error": False,
+    "iou_largest": True,
+    "loc_error_largest": False,
+    "loc_error_casme": False,
 }
-"""Direction of every metric this module defines (``iou``/``loc_error``: at one threshold)."""
+"""Direction of every metric this module defines: ``iou``/``loc_error`` at the tuned threshold
+with the box around all survivors, ``*_largest`` with the largest-component box, and
+``loc_error_casme`` for protocol (c) (mean threshold, largest component)."""
 
 THRESHOLDS: tuple[float, ...] = tuple(round(0.10 + 0.05 * i, 2) for i in range(9))
 """SAM's relative thresholds ``theta / max(map)``: 0.10, 0.15, …, 0.50."""
@@ -266,3 +271,101 @@ def largest_component_box(sal: torch.Tensor, size, *, upsample_mode: str = "bili
     binary = (pix > pix.flatten(1).mean(1)[:, None, None]).numpy()
     comp = torch.from_numpy(np.stack([_largest_component(b) for b in binary]))
     return mask_box(comp)
+
+
+# ----------------------------------------------------------------------------------------------
+# tables for the notebooks
+# ----------------------------------------------------------------------------------------------
+
+
+def sweep_table(maps: dict, boxes: torch.Tensor, size, thresholds=THRESHOLDS, *,
+                rules=BOX_RULES, upsample_mode: str = "bilinear"):
+    """IoU of every map at every threshold and box rule, as a long DataFrame.
+
+    Args:
+        maps: method -> ``(N,1,h,w)`` maps of the same N images.
+        boxes: ``(N,4)`` ground-truth boxes.
+        size, thresholds, upsample_mode: as in :func:`iou_sweep`.
+        rules: box rules to sweep.
+
+    Returns:
+        DataFrame ``image, method, rule, threshold, iou``.
+    """
+    import pandas as pd
+
+    frames = []
+    for name, sal in maps.items():
+        for rule in rules:
+            iou = iou_sweep(sal, boxes, size, thresholds, rule=rule, upsample_mode=upsample_mode)
+            n, t = iou.shape
+            frames.append(pd.DataFrame({
+                "image": np.repeat(np.arange(n), t), "method": name, "rule": rule,
+                "threshold": np.tile(np.asarray(thresholds, dtype=float), n),
+                "iou": iou.numpy().ravel().astype(float)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def tune_thresholds(sweep, *, iou_threshold: float = 0.5):
+    """One threshold per (method, rule) from a held-out :func:`sweep_table`.
+
+    Returns:
+        DataFrame ``method, rule, threshold, val_error, val_iou, n_val``.
+    """
+    import pandas as pd
+
+    rows = []
+    for (name, rule), g in sweep.groupby(["method", "rule"], sort=False):
+        thresholds = tuple(dict.fromkeys(g["threshold"].tolist()))
+        wide = g.pivot(index="image", columns="threshold", values="iou")[list(thresholds)]
+        iou = torch.as_tensor(wide.to_numpy(), dtype=torch.float32)
+        theta = tune_threshold(iou, thresholds, iou_threshold=iou_threshold)
+        j = thresholds.index(theta)
+        rows.append({"method": name, "rule": rule, "threshold": theta,
+                     "val_error": float(localization_error(iou[:, j], iou_threshold=iou_threshold)
+                                        .mean()),
+                     "val_iou": float(iou[:, j].mean()), "n_val": int(iou.shape[0])})
+    return pd.DataFrame(rows, columns=["method", "rule", "threshold", "val_error", "val_iou",
+                                       "n_val"])
+
+
+def localization_table(maps: dict, boxes: torch.Tensor, masks: torch.Tensor, tuned, *,
+                       iou_threshold: float = 0.5, upsample_mode: str = "bilinear"):
+    """Per-image localisation metrics of every map (long table for :mod:`kit.report`).
+
+    Metrics (see :data:`HIGHER_IS_BETTER`): ``iou`` and ``loc_error`` at the method's tuned
+    threshold with the box around all survivors; ``iou_largest``/``loc_error_largest`` with the
+    largest-component box at its own tuned threshold; ``loc_error_casme`` (protocol (c));
+    ``mass_inside`` and ``pointing_game`` against the object mask.
+
+    Args:
+        maps: method -> ``(N,1,h,w)``.
+        boxes: ``(N,4)`` ground-truth boxes; masks: ``(N,1,H,W)`` bool object masks.
+        tuned: :func:`tune_thresholds` output (a ``method, rule, threshold`` DataFrame).
+
+    Returns:
+        DataFrame ``image, method, metric, value``.
+    """
+    import pandas as pd
+
+    size = tuple(masks.shape[-2:])
+    theta = {(r.method, r.rule): float(r.threshold) for r in tuned.itertuples()}
+    frames = []
+    for name, sal in maps.items():
+        missing = [rule for rule in BOX_RULES if (name, rule) not in theta]
+        if missing:
+            raise ValueError(f"tuned: no threshold for method {name!r}, rule(s) {missing}")
+        vals = {}
+        for rule, suffix in (("all", ""), ("largest", "_largest")):
+            iou = iou_sweep(sal, boxes, size, (theta[name, rule],), rule=rule,
+                            upsample_mode=upsample_mode)[:, 0]
+            vals["iou" + suffix] = iou
+            vals["loc_error" + suffix] = localization_error(iou, iou_threshold=iou_threshold)
+        casme = box_iou(largest_component_box(sal, size, upsample_mode=upsample_mode),
+                        _check_boxes(boxes, sal.shape[0]))
+        vals["loc_error_casme"] = localization_error(casme, iou_threshold=iou_threshold)
+        vals["mass_inside"] = mass_inside(sal, masks, upsample_mode=upsample_mode)
+        vals["pointing_game"] = pointing_game(sal, masks, upsample_mode=upsample_mode)
+        for metric, v in vals.items():
+            frames.append(pd.DataFrame({"image": np.arange(v.shape[0]), "method": name,
+                                        "metric": metric, "value": v.double().numpy()}))
+    return pd.concat(frames, ignore_index=True)

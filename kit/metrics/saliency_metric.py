@@ -27,7 +27,7 @@ import torch
 from kit.metrics.localization import largest_component_box
 
 __all__ = ["HIGHER_IS_BETTER", "AREA_FLOOR", "SaliencyMetric", "crop_resize", "saliency_metric",
-           "score_boxes"]
+           "saliency_table", "score_boxes"]
 
 HIGHER_IS_BETTER = {"saliency_metric": False}
 """Lower SM = smaller box with a confident crop."""
@@ -145,3 +145,24 @@ def saliency_metric(model, x: torch.Tensor, sal: torch.Tensor, target, *,
     boxes = largest_component_box(sal, tuple(x.shape[-2:]), upsample_mode=upsample_mode,
                                   **upsample_kw)
     return score_boxes(model, x, boxes, target, batch_size=batch_size)
+
+
+def saliency_table(model, x: torch.Tensor, maps: dict, target, *, batch_size: int = 256,
+                   upsample_mode: str = "bilinear"):
+    """Per-image saliency metric of every map.
+
+    Returns:
+        ``(per_image, results)``: DataFrame ``image, method, metric, value`` (metric
+        ``saliency_metric``) and ``{method: SaliencyMetric}`` with the boxes, areas and
+        probabilities behind each value.
+    """
+    import pandas as pd
+
+    frames, results = [], {}
+    for name, sal in maps.items():
+        r = saliency_metric(model, x, sal, target, batch_size=batch_size,
+                            upsample_mode=upsample_mode)
+        results[name] = r
+        frames.append(pd.DataFrame({"image": np.arange(x.shape[0]), "method": name,
+                                    "metric": "saliency_metric", "value": r.sm.double().numpy()}))
+    return pd.concat(frames, ignore_index=True), results
