@@ -52,10 +52,12 @@ __all__ = [
     "SWEEPS",
     "Sweep",
     "Variant",
+    "compare",
     "hog_pearson",
     "per_image",
     "plot_bars",
     "plot_sweep",
+    "pool_params",
     "prenormalise",
     "random_variants",
     "run_sweep",
@@ -577,6 +579,42 @@ def variant_table(
     return pd.concat(frames, ignore_index=True)
 
 
+def compare(
+    variants: Mapping[str, Sequence[Variant]],
+    size,
+    *,
+    against: str = "default",
+    floor: bool = False,
+    seed: int = 0,
+    cell: int | None = None,
+) -> pd.DataFrame:
+    """:func:`variant_table` of several methods, each with its own :func:`scaling`.
+
+    Args:
+        variants: method name -> :func:`sweep_maps` output.
+        size: image size the maps are brought to.
+        against: as :func:`variant_table`.
+        floor: append each method's random floor (:func:`random_variants` with ``seed``),
+            labelled ``"random (<method>)"``.
+        seed: seed of the random floor.
+        cell: HOG cell (None = ``kit.defaults``).
+
+    Returns:
+        The concatenated per-pair long table (methods first, then their floors).
+    """
+    tables, floors = [], []
+    for name, vs in variants.items():
+        rescale, data_range = scaling(name)
+        kw = {"rescale": rescale, "data_range": data_range, "against": against, "cell": cell}
+        tables.append(variant_table(vs, name, size, **kw))
+        if floor:
+            floors.append(variant_table(random_variants(vs, seed=seed), f"random ({name})",
+                                        size, **kw))
+    if not tables:
+        raise ValueError("variants: expected at least one method")
+    return pd.concat(tables + floors, ignore_index=True)
+
+
 def per_image(table: pd.DataFrame) -> pd.DataFrame:
     """Mean over each image's compared pairs: ``image, method, param, metric, value``.
 
@@ -588,6 +626,22 @@ def per_image(table: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"table: missing column(s) {missing}; expected {[*keys, 'value']}")
     out = (table.groupby(keys, sort=False, dropna=False)["value"]
            .agg(lambda v: float(np.mean(v.to_numpy(np.float64)))).reset_index())
+    return out[["image", "method", "param", "metric", "value"]]
+
+
+def pool_params(per_image_table: pd.DataFrame, label: str = "all") -> pd.DataFrame:
+    """Each image's mean over a method's swept hyperparameters, with ``param = label``.
+
+    Use it beside the per-parameter rows for one number per (image, method, metric); NaN
+    propagates as in :func:`per_image`.
+    """
+    keys = ["image", "method", "metric"]
+    missing = [c for c in [*keys, "param", "value"] if c not in per_image_table.columns]
+    if missing:
+        raise ValueError(f"per_image_table: missing column(s) {missing}")
+    out = (per_image_table.groupby(keys, sort=False, dropna=False)["value"]
+           .agg(lambda v: float(np.mean(v.to_numpy(np.float64)))).reset_index())
+    out.insert(2, "param", label)
     return out[["image", "method", "param", "metric", "value"]]
 
 
@@ -644,15 +698,8 @@ def run_sweep(
     """
     variants = sweep_maps(name, model, x, target, sweep=sweep, base=base, seed=seed,
                           batch_size=batch_size, cache=cache, progress=progress)
-    rescale, data_range = scaling(name)
-    size = tuple(x.shape[-2:])
-    tables = [variant_table(variants, name, size, rescale=rescale, data_range=data_range,
-                            against=against)]
-    if floor:
-        tables.append(variant_table(random_variants(variants, seed=seed), f"random ({name})",
-                                    size, rescale=rescale, data_range=data_range,
-                                    against=against))
-    return per_image(pd.concat(tables, ignore_index=True))
+    return per_image(compare({name: variants}, tuple(x.shape[-2:]), against=against,
+                             floor=floor, seed=seed))
 
 
 # --------------------------------------------------------------------------- figures
@@ -701,7 +748,7 @@ def plot_bars(summary: pd.DataFrame, methods: Sequence[str], *,
 
 
 def plot_sweep(rows: Mapping[str, Sequence[Variant]], image: int, size, *,
-               rescale: Mapping[str, bool] | None = None):
+               rescale: Mapping[str, bool] | None = None, picture: torch.Tensor | None = None):
     """SAM Fig. 1 style: one image's maps across each method's sweep.
 
     Args:
@@ -710,10 +757,12 @@ def plot_sweep(rows: Mapping[str, Sequence[Variant]], image: int, size, *,
         size: image size for :func:`to_pixels`.
         rescale: row label -> divide by max ``|H|`` (default True); each panel uses a symmetric
             colour scale around 0 for signed maps.
+        picture: optional ``(3,H,W)`` image drawn in an extra first column.
     """
     import matplotlib.pyplot as plt
 
-    ncol = max(len(v) for v in rows.values())
+    off = 0 if picture is None else 1
+    ncol = max(len(v) for v in rows.values()) + off
     fig, axes = plt.subplots(len(rows), ncol, figsize=(1.6 * ncol, 1.7 * len(rows)),
                              squeeze=False)
     for r, (label, variants) in enumerate(rows.items()):
@@ -721,10 +770,13 @@ def plot_sweep(rows: Mapping[str, Sequence[Variant]], image: int, size, *,
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if c >= len(variants):
+            if off and c == 0:
+                ax.imshow(picture.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
+                continue
+            if c - off >= len(variants):
                 ax.axis("off")
                 continue
-            v = variants[c]
+            v = variants[c - off]
             h = _pixels(v, size, (rescale or {}).get(label, True))[image, 0].numpy()
             if h.min() < 0:
                 lim = float(np.abs(h).max()) or 1.0

@@ -297,3 +297,18 @@ def test_figures_draw(world2):
     assert fig2.axes[0].get_title() == "default"
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_compare_applies_each_methods_scaling_and_pool_params_averages():
+    vs = _variants()
+    t = sens.compare({"SP": vs, "LIME": vs}, 16, floor=True, seed=0, cell=4)
+    assert list(dict.fromkeys(t["method"])) == ["SP", "LIME", "random (SP)", "random (LIME)"]
+    # SP maps are not rescaled, so the doubled map (spread=0.2) is no longer identical under SSIM
+    ss = t[(t.metric == "ssim") & (t.variant == "spread=0.2")].groupby("method")["value"].mean()
+    assert ss["LIME"] == pytest.approx(1.0) and ss["SP"] < 0.999
+    pi = sens.per_image(t)
+    pooled = sens.pool_params(pi)
+    assert set(pooled["param"]) == {"all"}
+    one = pi[(pi.method == "LIME") & (pi.image == 0) & (pi.metric == "spearman")]["value"].mean()
+    got = pooled[(pooled.method == "LIME") & (pooled.image == 0) & (pooled.metric == "spearman")]
+    assert got["value"].item() == pytest.approx(one)
