@@ -833,6 +833,7 @@ def plot_curves(summary: pd.DataFrame, *, chance: float | None = 1 / 8):
             name = {"roar": "ROAR (top removed)", "kar": "KAR (top kept)"}[mode]
             ax.set_title(f"{name}, fill: {fill}" + (" (ROAD-like)" if fill != "gray" else ""),
                          fontsize=9)
+            ax.set_xlim(0, 1)
             ax.set_xlabel("fraction of pixels ranked at the top")
             if j == 0:
                 ax.set_ylabel("test accuracy after retraining")
