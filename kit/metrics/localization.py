@@ -317,7 +317,7 @@ def tune_thresholds(sweep, *, iou_threshold: float = 0.5):
     for (name, rule), g in sweep.groupby(["method", "rule"], sort=False):
         thresholds = tuple(dict.fromkeys(g["threshold"].tolist()))
         wide = g.pivot(index="image", columns="threshold", values="iou")[list(thresholds)]
-        iou = torch.as_tensor(wide.to_numpy(), dtype=torch.float32)
+        iou = torch.tensor(wide.to_numpy(), dtype=torch.float32)
         theta = tune_threshold(iou, thresholds, iou_threshold=iou_threshold)
         j = thresholds.index(theta)
         rows.append({"method": name, "rule": rule, "threshold": theta,
