@@ -115,3 +115,17 @@ def test_bad_inputs_raise_clearly():
         dl.auc(torch.ones(1, 3), convention="trapz")
     with pytest.raises(TypeError, match="remover must be a remover name"):
         dl.deletion_curve(m, x, sal, 0, remover=3)
+
+
+def test_curve_table_long_format_and_oracle_by_name():
+    x = torch.ones(2, 3, 8, 8)
+    bg = torch.zeros(2, 3, 8, 8)
+    maps = {"square": _square().expand(2, -1, -1, -1), "reverse": -_square().expand(2, -1, -1, -1)}
+    table, curves = dl.curve_table(PatchModel(), x, maps, 0, ["oracle"], steps=4, backgrounds=bg)
+    assert list(table.columns) == ["image", "method", "remover", "metric", "value"]
+    assert set(table["metric"]) == {"deletion_auc"} and len(table) == 4
+    assert set(curves) == {("square", "oracle"), ("reverse", "oracle")}
+    auc = table.set_index(["method", "image"])["value"]
+    assert (auc["square"] < auc["reverse"]).all()
+    with pytest.raises(ValueError, match="remover 'oracle' needs backgrounds="):
+        dl.curve_table(PatchModel(), x, maps, 0, ["oracle"], steps=4)

@@ -90,3 +90,24 @@ def test_bad_inputs_raise_clearly():
         loc.iou_sweep(_box_map(), gt, 0)
     with pytest.raises(ValueError, match=r"iou must have shape \(N>=1, 9\)"):
         loc.tune_threshold(torch.zeros(3, 4))
+
+
+def test_tables_tune_on_held_out_maps_and_score_test_maps():
+    gt = torch.tensor([[3, 4, 9, 12], [3, 4, 9, 12]])
+    masks = _box_map(2).bool()
+    good = _box_map(2)
+    good[..., 0, 0] = 0.2                           # a weak stray pixel: only low thresholds see it
+    maps = {"good": good, "flat": torch.ones(2, 1, 4, 4)}
+    sweep = loc.sweep_table(maps, gt, 16)
+    assert len(sweep) == 2 * 2 * 2 * len(loc.THRESHOLDS)
+    tuned = loc.tune_thresholds(sweep)
+    th = tuned.set_index(["method", "rule"])["threshold"]
+    assert th["good", "all"] == 0.25                 # the first threshold above the stray pixel
+    assert th["good", "largest"] == 0.1              # the component rule ignores it
+    table = loc.localization_table(maps, gt, masks, tuned)
+    v = table.set_index(["method", "metric", "image"])["value"].sort_index()
+    assert (v["good", "loc_error"] == 0).all() and (v["good", "iou"] == 1).all()
+    assert (v["flat", "loc_error"] == 1).all() and (v["flat", "loc_error_casme"] == 1).all()
+    assert set(table["metric"]) <= set(loc.HIGHER_IS_BETTER)
+    with pytest.raises(ValueError, match="tuned: no threshold for method 'other'"):
+        loc.localization_table({"other": good}, gt, masks, tuned)

@@ -72,3 +72,11 @@ def test_bad_inputs_raise_clearly():
         smod.saliency_metric(ConstModel(), x * 3, torch.zeros(1, 1, 8, 8), 0)
     with pytest.raises(TypeError, match="target must be an int"):
         smod.score_boxes(ConstModel(), x, torch.zeros(1, 4), 0.5)
+
+
+def test_saliency_table_long_format():
+    x = torch.rand(2, 3, 16, 16)
+    table, results = smod.saliency_table(ConstModel(), x, {"a": torch.rand(2, 1, 4, 4)}, 0)
+    assert list(table.columns) == ["image", "method", "metric", "value"]
+    assert torch.allclose(torch.tensor(table["value"].to_numpy(), dtype=torch.float32),
+                          results["a"].sm)
