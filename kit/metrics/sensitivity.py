@@ -741,8 +741,12 @@ def plot_bars(summary: pd.DataFrame, methods: Sequence[str], *,
         ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
         ax.set_title(titles.get(metric, metric) + " (higher = more robust)", fontsize=9)
         ax.set_ylim(min(-0.1, np.nanmin(lo) - 0.05) if np.isfinite(lo).any() else -0.1, 1.05)
-    if axes[0, -1].get_legend_handles_labels()[0]:
-        axes[0, -1].legend(fontsize=8, loc="lower right")
+    from matplotlib.patches import Patch
+
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    handles += [Patch(color="tab:blue"), Patch(color="tab:orange")]
+    labels += ["X", "X-G (FIDO: SDR)"]
+    axes[0, -1].legend(handles, labels, fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
 
