@@ -52,6 +52,7 @@ __all__ = [
     "SWEEPS",
     "Sweep",
     "Variant",
+    "applicable",
     "compare",
     "hog_pearson",
     "per_image",
@@ -425,6 +426,33 @@ def _check_sweep(name: str, sweep) -> dict[str, tuple]:
             raise ValueError(f"sweep[{param!r}]: expected a non-empty list of values, got "
                              f"{values!r}")
         out[param] = tuple(values)
+    return out
+
+
+def applicable(name: str, sweep: Mapping[str, Sequence] | None = None) -> dict[str, list]:
+    """The entries of ``sweep`` that method ``name`` sweeps (its :data:`SWEEPS` hyperparameters).
+
+    Lets a notebook hold one ``{hyperparameter: values}`` mapping for all methods.
+
+    Args:
+        name: a key of :data:`SWEEPS`.
+        sweep: ``{hyperparameter: values}``; None = the method's :data:`SWEEPS` values.
+
+    Raises:
+        ValueError: ``name`` has no sweep (the message lists the valid names), or ``sweep``
+            holds none of its hyperparameters.
+    """
+    if name not in SWEEPS:
+        raise ValueError(f"methods: no SAM sweep for {name!r}; valid names: {', '.join(SWEEPS)}")
+    if sweep is None:
+        return {p: list(s.values) for p, s in SWEEPS[name].items()}
+    if not isinstance(sweep, Mapping):
+        raise TypeError(f"sweep: expected a mapping {{hyperparameter: values}}, got "
+                        f"{type(sweep).__name__}")
+    out = {p: list(v) for p, v in sweep.items() if p in SWEEPS[name]}
+    if not out:
+        raise ValueError(f"sweep: none of {name!r}'s hyperparameters {list(SWEEPS[name])} in "
+                         f"{list(sweep)}")
     return out
 
 

@@ -312,3 +312,14 @@ def test_compare_applies_each_methods_scaling_and_pool_params_averages():
     one = pi[(pi.method == "LIME") & (pi.image == 0) & (pi.metric == "spearman")]["value"].mean()
     got = pooled[(pooled.method == "LIME") & (pooled.image == 0) & (pooled.metric == "spearman")]
     assert got["value"].item() == pytest.approx(one)
+
+
+def test_applicable_picks_each_methods_hyperparameters():
+    sweep = {"seed": [0, 1], "window": [5, 8], "spread": [0.1, 0.15]}
+    assert sens.applicable("SP", sweep) == {"window": [5, 8]}
+    assert sens.applicable("SmoothGrad", sweep) == {"seed": [0, 1], "spread": [0.1, 0.15]}
+    assert sens.applicable("MP-G") == {"seed": [0, 1, 2, 3, 4]}
+    with pytest.raises(ValueError, match="valid names"):
+        sens.applicable("nope", sweep)
+    with pytest.raises(ValueError, match="none of 'LIME'"):
+        sens.applicable("LIME", {"window": [5]})
