@@ -183,7 +183,7 @@ def compute_maps(
                   **dict(overrides.get(name, {}))}
         kw = dict(overrides.get(name, {}))
         accepted = inspect.signature(get_attributor(m.attributor)).parameters
-        if batch_size is not None:
+        if batch_size is not None and "batch_size" in accepted:
             kw["batch_size"] = batch_size
         if "seed" in accepted:  # deterministic attributors (SP, gradients) take no seed
             kw["seed"] = seed

@@ -94,3 +94,12 @@ def test_seedless_attributors_are_called_without_seed(tmp_path, monkeypatch, toy
     got = mapcache.compute_maps(["SP"], model, x, t[:2], overrides={"SP": {"window": 4,
                                                                            "stride": 4}})
     torch.testing.assert_close(got["SP"], explain("SP", model, x, t[:2], window=4, stride=4))
+
+
+def test_batch_size_reaches_every_method(tmp_path, monkeypatch, toy_classifier):
+    """``batch_size`` is passed to every method, including the model-free random baseline."""
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    got = mapcache.compute_maps(["random", "Saliency"], model, x, t, batch_size=1)
+    ref = mapcache.compute_maps(["random", "Saliency"], model, x, t, cache=False)
+    for name in ("random", "Saliency"):
+        torch.testing.assert_close(got[name], ref[name])

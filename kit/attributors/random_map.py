@@ -45,7 +45,8 @@ def _image_seed(seed: int, image: torch.Tensor) -> int:
 
 
 def random_baseline(model, x: torch.Tensor, target, *, seed: int = 0,
-                    size: int | tuple[int, int] | None = None) -> torch.Tensor:
+                    size: int | tuple[int, int] | None = None, batch_size: int | None = None,
+                    progress: bool = False) -> torch.Tensor:
     """Uniform random map per image, independent of the model and target.
 
     Args:
@@ -54,6 +55,10 @@ def random_baseline(model, x: torch.Tensor, target, *, seed: int = 0,
         target: int or ``(N,)`` long (validated, otherwise unused).
         seed: base seed; each image's generator is seeded with a hash of (seed, image).
         size: the map's grid: None = (H, W), an int n = (n, n), or (h, w).
+        batch_size: accepted for the uniform attributor signature (callers such as
+            :func:`kit.mapcache.compute_maps` pass it to every method); no forward pass is run,
+            so it has no effect.
+        progress: accepted for the same reason; there is nothing long to show.
 
     Returns:
         ``(N,1,h,w)`` float32 in [0,1) on ``x.device``.
