@@ -21,10 +21,41 @@ NOTEBOOKS = ROOT / "notebooks"
 REMOVER_NAMES = ["gray", "blur", "noise", "telea", "ns", "inpaint", "oracle"]
 MASK_METHODS = ["SP", "SP-G", "LIME", "LIME-G", "RISE", "RISE-G", "MP", "MP-G", "MP2", "MP2-G"]
 
+
+def _all_methods() -> list[str]:
+    from kit.attributors import METHODS
+
+    return list(METHODS)
+
+
+GRADIENTS = ["Saliency", "InputXGradient", "IntegratedGradients", "SmoothGrad", "GuidedBackprop"]
+
 CASES: dict[str, list[dict]] = {
     "01_counterfactual_plausibility": [
         dict(n_images=3, n_masks=2, n_method_masks=2, profile="cheap", n_boot=0,
              removers=REMOVER_NAMES, methods=MASK_METHODS),
+    ],
+    "02_localization": [
+        dict(n_images=2, n_val=2, sp_stride=16, lime_samples=20, mp_iterations=2,
+             methods=_all_methods()),
+    ],
+    "03_deletion": [
+        dict(n_images=2, steps=4, sp_stride=16, lime_samples=20, mp_iterations=2,
+             removers=REMOVER_NAMES, insertion_removers=["insertion_blur", "gray"],
+             methods=["SP", "random"]),
+    ],
+    "04_sam_sensitivity": [
+        dict(n_images=1, methods=["SP-G", "LIME", "MP2-G", "FIDO-CA-SDR", "SmoothGrad", "RISE"],
+             sweep={"seed": [0, 1], "window": [5, 8], "n_samples": [20, 40],
+                    "spread": [0.15, 0.2]}, against="all"),
+    ],
+    "05_gad_class_distancing": [
+        dict(class_a="star", class_b="cross", alphas=[0, 4], methods=GRADIENTS, k=1, n_train=32,
+             epochs=1, n_images=2, remover="blur"),
+    ],
+    "06_roar": [
+        dict(n_train=16, n_test=8, methods=["sobel", "SP-G"], fractions=[0.3], modes=["kar"],
+             fills=["inpaint"]),
     ],
 }
 """Notebook stem -> parameter overrides of each smoke run."""
@@ -34,6 +65,12 @@ BAD: dict[str, tuple[dict, str]] = {
         dict(n_images=2, n_masks=1, n_method_masks=1, n_boot=0, removers=["gray", "nope"],
              methods=["SP"]),
         "valid names"),
+    "02_localization": (dict(n_images=1, n_val=1, methods=["SP", "nope"]), "valid names"),
+    "03_deletion": (dict(n_images=1, steps=4, removers=["gray", "nope"], methods=["SP"]),
+                    "valid names"),
+    "04_sam_sensitivity": (dict(n_images=1, methods=["nope"]), "valid names"),
+    "05_gad_class_distancing": (dict(n_images=1, methods=["nope"]), "valid"),
+    "06_roar": (dict(fills=["nope"]), "valid"),
 }
 """Notebook stem -> (overrides with an unknown name, text the error must contain)."""
 
