@@ -4,7 +4,7 @@ control changes, and the rendered heatmap image must change.
 
 Playwright launches ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it)
 and never downloads a browser. The test skips, saying why, when chromium, Playwright or Voilà is
-missing. Screenshots go to ``$KIT_OUTPUT/figures/07_explorer/`` (``make test`` points KIT_OUTPUT
+missing (a missing chromium fails instead under ``CI=true``). Screenshots go to ``$KIT_OUTPUT/figures/07_explorer/`` (``make test`` points KIT_OUTPUT
 at a temporary folder): ``browser_before.png`` and ``browser_after.png`` (the page), and
 ``browser_widget.png`` (the explorer after the change).
 """
@@ -84,7 +84,12 @@ _CHANGED = """([sel, old]) => { const i = document.querySelector(sel);
 
 def test_explorer_heatmap_changes_in_chromium(tmp_path):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+        # In CI (.ci/run sets CI=true and installs chromium) a missing browser is a failure, not
+        # a skip: this is the test that shows the explorer works in a real browser.
+        msg = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     pytest.importorskip("voila", reason="voila is not installed")
     nbformat = pytest.importorskip("nbformat")
