@@ -1,12 +1,15 @@
 """The explorer in a real browser: Voilà serves notebooks/07_explorer.ipynb (with
 ``interactive=True``) on localhost, Debian's headless Chromium renders it through Playwright, a
-control changes, and the rendered heatmap image must change.
+control changes, and the rendered heatmap image must change. The second test does the same in
+JupyterLab: it opens the notebook, runs its cells through JupyterLab's own command, and drives the
+same widgets.
 
 Playwright launches ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it)
 and never downloads a browser. The test skips, saying why, when chromium, Playwright or Voilà is
 missing (a missing chromium fails instead under ``CI=true``). Screenshots go to ``$KIT_OUTPUT/figures/07_explorer/`` (``make test`` points KIT_OUTPUT
 at a temporary folder): ``browser_before.png`` and ``browser_after.png`` (the page), and
-``browser_widget.png`` (the explorer after the change).
+``browser_widget.png`` (the explorer after the change); the JupyterLab test writes
+``jupyterlab_before.png`` and ``jupyterlab_after.png``.
 """
 
 from __future__ import annotations
@@ -43,13 +46,13 @@ def _free_port() -> int:
 def _wait_listening(port: int, proc: subprocess.Popen, deadline: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"voila exited early with status {proc.returncode}")
+            raise RuntimeError(f"the server exited early with status {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.2)
-    raise TimeoutError(f"voila did not listen on port {port} in time")
+    raise TimeoutError(f"the server did not listen on port {port} in time")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -163,3 +166,104 @@ def test_explorer_heatmap_changes_in_chromium(tmp_path):
     assert changed > 0.01, f"only {changed:.4f} of the heatmap's pixels changed"
     assert (out / "browser_after.png").stat().st_size > 10_000
     assert time.monotonic() - t0 < BUDGET_S + 15
+
+
+JUPYTERLAB_BUDGET_S = 120  # server start, the lab's front end, kernel start and the explorer
+_KERNEL_IDLE = """() => { const app = window.jupyterapp;
+    const w = app && app.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session
+              && w.sessionContext.session.kernel;
+    return !!k && k.status === 'idle'; }"""
+
+
+def test_explorer_heatmap_changes_in_jupyterlab(tmp_path):
+    """JupyterLab (not Voilà) renders the explorer's widgets and reacts to a control."""
+    if not CHROMIUM.exists():
+        msg = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
+    nbformat = pytest.importorskip("nbformat")
+    from papermill.parameterize import parameterize_notebook
+
+    from kit.paths import figures_dir
+
+    # The notebook up to and including the live-explorer cell, interactive=True injected: the
+    # static sections after it would keep the kernel busy while the test drives the widgets.
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.metadata["papermill"] = {}
+    nb = parameterize_notebook(nb, OVERRIDES)
+    live = next(i for i, c in enumerate(nb.cells)
+                if c.cell_type == "code" and "widgets.explorer(" in c.source)
+    nb.cells = nb.cells[: live + 1]
+    served = tmp_path / "07_explorer.ipynb"
+    nbformat.write(nb, served)
+
+    t0 = time.monotonic()
+    deadline = t0 + JUPYTERLAB_BUDGET_S
+    port = _free_port()
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "jruntime"),
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"))
+    env.pop("MPLBACKEND", None)
+    env.setdefault("KIT_OUTPUT", str(tmp_path / "out"))
+    log = (tmp_path / "jupyterlab.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+         "--allow-root",  # CI runs as root
+         f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    out = figures_dir("07_explorer")
+    try:
+        _wait_listening(port, proc, t0 + 60)
+        with sync_api.sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
+                args=FLAGS, viewport={"width": 1400, "height": 1000},
+            )
+            try:
+                page = ctx.new_page()
+                ms = lambda: max(1000, int((deadline - time.monotonic()) * 1000))  # noqa: E731
+                # A failure leaves the page as it was (jupyterlab_failure.png) for diagnosis.
+                failed = out / "jupyterlab_failure.png"
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/07_explorer.ipynb", timeout=ms())
+                page.wait_for_function(_KERNEL_IDLE, timeout=ms())
+                page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+                heat = "img.kit-heatmap-0"
+                page.wait_for_function(_LOADED, arg=heat, timeout=ms())
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('.kit-status')]"
+                    ".some(e => e.textContent.includes('deletion AUC'))", timeout=ms())
+                before_src = page.eval_on_selector(heat, "i => i.src")
+                before = page.locator(heat).first.screenshot()
+                page.screenshot(path=str(out / "jupyterlab_before.png"))
+
+                page.locator(".kit-remover-0 select").first.select_option("blur")
+                page.wait_for_function(_CHANGED, arg=[heat, before_src], timeout=ms())
+                page.wait_for_function(
+                    "() => document.querySelector('.kit-status').textContent.includes('blur')",
+                    timeout=ms())
+                after = page.locator(heat).first.screenshot()
+                page.screenshot(path=str(out / "jupyterlab_after.png"))
+            except Exception:
+                page.screenshot(path=str(failed))
+                raise
+            finally:
+                ctx.close()
+    finally:
+        _stop(proc)
+        log.close()
+
+    a, b = _pixels(before), _pixels(after)
+    assert min(a.shape[:2] + b.shape[:2]) > 50, "the heatmap image did not render"
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    changed = float((abs(a[:h, :w] - b[:h, :w]).sum(-1) > 30).mean())
+    assert changed > 0.01, f"only {changed:.4f} of the heatmap's pixels changed"
