@@ -560,7 +560,7 @@ def _trained_accuracy(xtr, ytr, xte, yte, seed, options, cache: bool) -> tuple[f
                 rec = json.loads(path.read_text(encoding="utf-8"))
                 return float(rec["accuracy"]), float(rec["seconds"])
             except (ValueError, KeyError, TypeError):
-                pass
+                pass  # an unreadable cache entry is retrained and overwritten below
     t0 = time.perf_counter()
     net = train_on(xtr, ytr, seed=seed, **options)
     acc = accuracy(net, xte, yte)

@@ -85,72 +85,116 @@ _CHANGED = """([sel, old]) => { const i = document.querySelector(sel);
                                       && i.naturalWidth > 0; }"""
 
 
-def test_explorer_heatmap_changes_in_chromium(tmp_path):
+def _require_browser(server_module: str):
+    """The Playwright sync API, after checking chromium and the server package are there.
+
+    In CI (.ci/run sets CI=true and installs chromium) a missing browser is a failure, not a
+    skip: these are the tests that show the explorer works in a real browser.
+    """
     if not CHROMIUM.exists():
-        # In CI (.ci/run sets CI=true and installs chromium) a missing browser is a failure, not
-        # a skip: this is the test that shows the explorer works in a real browser.
         msg = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    pytest.importorskip("voila", reason="voila is not installed")
-    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip(server_module, reason=f"{server_module} is not installed")
+    return sync_api
+
+
+def _served_notebook(tmp_path: Path, *, up_to_explorer: bool = False) -> Path:
+    """The committed notebook with interactive=True injected after its parameters cell, as
+    papermill would; ``up_to_explorer`` drops the static sections after the live cell."""
+    import nbformat
     from papermill.parameterize import parameterize_notebook
 
-    from kit.paths import figures_dir
-
-    # The committed notebook with interactive=True injected after its parameters cell, as
-    # papermill would, so Voilà renders the live explorer.
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.metadata["papermill"] = {}  # where parameterize_notebook records what it injected
     nb = parameterize_notebook(nb, OVERRIDES)
+    if up_to_explorer:
+        live = next(i for i, c in enumerate(nb.cells)
+                    if c.cell_type == "code" and "widgets.explorer(" in c.source)
+        nb.cells = nb.cells[: live + 1]
     served = tmp_path / "07_explorer.ipynb"
     nbformat.write(nb, served)
+    return served
 
+
+def _start_server(args: list[str], tmp_path: Path, name: str, **env_extra: str):
+    """``python -m <args>`` in its own process group, Jupyter state under ``tmp_path``."""
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "jruntime"), **env_extra)
+    env.pop("MPLBACKEND", None)  # the kernel picks the inline backend, as in JupyterLab
+    env.setdefault("KIT_OUTPUT", str(tmp_path / "out"))
+    log = (tmp_path / f"{name}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args], cwd=tmp_path, env=env, stdout=log,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    return proc, log
+
+
+def _launch(p, tmp_path: Path):
+    return p.chromium.launch_persistent_context(
+        str(tmp_path / "profile"),  # a fresh --user-data-dir
+        executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+        viewport={"width": 1400, "height": 1000},
+    )
+
+
+def _change_remover(page, ms, out: Path, prefix: str) -> tuple[bytes, bytes]:
+    """Wait for the explore tab's heatmap, switch its remover to blur, wait for the new one.
+
+    Returns the heatmap's screenshots before and after; full-page screenshots go to
+    ``out/<prefix>_before.png`` and ``out/<prefix>_after.png``.
+    """
+    heat = "img.kit-heatmap-0"  # the explore tab's overlay (first in the page)
+    page.wait_for_function(_LOADED, arg=heat, timeout=ms())
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.kit-status')]"
+        ".some(e => e.textContent.includes('deletion AUC'))", timeout=ms())
+    before_src = page.eval_on_selector(heat, "i => i.src")
+    before = page.locator(heat).first.screenshot()
+    page.screenshot(path=str(out / f"{prefix}_before.png"), full_page=True)
+
+    page.locator(".kit-remover-0 select").first.select_option("blur")
+    page.wait_for_function(_CHANGED, arg=[heat, before_src], timeout=ms())
+    page.wait_for_function(
+        "() => document.querySelector('.kit-status').textContent.includes('blur')",
+        timeout=ms())
+    after = page.locator(heat).first.screenshot()
+    page.screenshot(path=str(out / f"{prefix}_after.png"), full_page=True)
+    return before, after
+
+
+def _assert_heatmap_changed(before: bytes, after: bytes) -> None:
+    a, b = _pixels(before), _pixels(after)
+    assert min(a.shape[:2] + b.shape[:2]) > 50, "the heatmap image did not render"
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])  # layout may shift a pixel
+    changed = float((abs(a[:h, :w] - b[:h, :w]).sum(-1) > 30).mean())
+    assert changed > 0.01, f"only {changed:.4f} of the heatmap's pixels changed"
+
+
+def test_explorer_heatmap_changes_in_chromium(tmp_path):
+    sync_api = _require_browser("voila")
+    from kit.paths import figures_dir
+
+    served = _served_notebook(tmp_path)
     t0 = time.monotonic()
     deadline = t0 + BUDGET_S
     port = _free_port()
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "jruntime"))
-    env.pop("MPLBACKEND", None)  # the kernel picks the inline backend, as in JupyterLab
-    env.setdefault("KIT_OUTPUT", str(tmp_path / "out"))
-    log = (tmp_path / "voila.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(served), "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", "--VoilaExecutor.timeout=120"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc, log = _start_server(
+        ["voila", str(served), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+         "--VoilaExecutor.timeout=120"], tmp_path, "voila")
     out = figures_dir("07_explorer")
     try:
         _wait_listening(port, proc, t0 + 30)
         with sync_api.sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"),  # a fresh --user-data-dir
-                executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1400, "height": 1000},
-            )
+            ctx = _launch(p, tmp_path)
             try:
                 page = ctx.new_page()
                 ms = lambda: max(1000, int((deadline - time.monotonic()) * 1000))  # noqa: E731
                 page.goto(f"http://127.0.0.1:{port}/", timeout=ms())
-                heat = "img.kit-heatmap-0"  # the explore tab's overlay (first in the page)
-                page.wait_for_function(_LOADED, arg=heat, timeout=ms())
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('.kit-status')]"
-                    ".some(e => e.textContent.includes('deletion AUC'))", timeout=ms())
-                before_src = page.eval_on_selector(heat, "i => i.src")
-                before = page.locator(heat).first.screenshot()
-                page.screenshot(path=str(out / "browser_before.png"), full_page=True)
-
-                page.locator(".kit-remover-0 select").first.select_option("blur")
-                page.wait_for_function(_CHANGED, arg=[heat, before_src], timeout=ms())
-                page.wait_for_function(
-                    "() => document.querySelector('.kit-status').textContent.includes('blur')",
-                    timeout=ms())
-                after = page.locator(heat).first.screenshot()
-                page.screenshot(path=str(out / "browser_after.png"), full_page=True)
+                before, after = _change_remover(page, ms, out, "browser")
                 page.locator(".widget-tab").first.screenshot(path=str(out / "browser_widget.png"))
             finally:
                 ctx.close()
@@ -158,12 +202,7 @@ def test_explorer_heatmap_changes_in_chromium(tmp_path):
         _stop(proc)
         log.close()
 
-    a, b = _pixels(before), _pixels(after)
-    assert min(a.shape[:2] + b.shape[:2]) > 50, "the heatmap image did not render"
-    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])  # layout may shift a pixel
-    a, b = a[:h, :w], b[:h, :w]
-    changed = float((abs(a - b).sum(-1) > 30).mean())
-    assert changed > 0.01, f"only {changed:.4f} of the heatmap's pixels changed"
+    _assert_heatmap_changed(before, after)
     assert (out / "browser_after.png").stat().st_size > 10_000
     assert time.monotonic() - t0 < BUDGET_S + 15
 
@@ -178,83 +217,39 @@ _KERNEL_IDLE = """() => { const app = window.jupyterapp;
 
 def test_explorer_heatmap_changes_in_jupyterlab(tmp_path):
     """JupyterLab (not Voilà) renders the explorer's widgets and reacts to a control."""
-    if not CHROMIUM.exists():
-        msg = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
-    nbformat = pytest.importorskip("nbformat")
-    from papermill.parameterize import parameterize_notebook
-
+    sync_api = _require_browser("jupyterlab")
     from kit.paths import figures_dir
 
-    # The notebook up to and including the live-explorer cell, interactive=True injected: the
-    # static sections after it would keep the kernel busy while the test drives the widgets.
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.metadata["papermill"] = {}
-    nb = parameterize_notebook(nb, OVERRIDES)
-    live = next(i for i, c in enumerate(nb.cells)
-                if c.cell_type == "code" and "widgets.explorer(" in c.source)
-    nb.cells = nb.cells[: live + 1]
-    served = tmp_path / "07_explorer.ipynb"
-    nbformat.write(nb, served)
-
+    # Up to the live cell: the static sections after it would keep the kernel busy while the
+    # test drives the widgets.
+    _served_notebook(tmp_path, up_to_explorer=True)
     t0 = time.monotonic()
     deadline = t0 + JUPYTERLAB_BUDGET_S
     port = _free_port()
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "jconfig"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "jruntime"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"))
-    env.pop("MPLBACKEND", None)
-    env.setdefault("KIT_OUTPUT", str(tmp_path / "out"))
-    log = (tmp_path / "jupyterlab.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+    proc, log = _start_server(
+        ["jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         "--IdentityProvider.token=", "--ServerApp.password=",
          "--allow-root",  # CI runs as root
          f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class="
          "jupyterlab.NeverCheckForUpdate"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+        tmp_path, "jupyterlab",
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"))
     out = figures_dir("07_explorer")
     try:
         _wait_listening(port, proc, t0 + 60)
         with sync_api.sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
-                args=FLAGS, viewport={"width": 1400, "height": 1000},
-            )
+            ctx = _launch(p, tmp_path)
             try:
                 page = ctx.new_page()
                 ms = lambda: max(1000, int((deadline - time.monotonic()) * 1000))  # noqa: E731
-                # A failure leaves the page as it was (jupyterlab_failure.png) for diagnosis.
-                failed = out / "jupyterlab_failure.png"
                 page.goto(f"http://127.0.0.1:{port}/lab/tree/07_explorer.ipynb", timeout=ms())
                 page.wait_for_function(_KERNEL_IDLE, timeout=ms())
                 page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-                heat = "img.kit-heatmap-0"
-                page.wait_for_function(_LOADED, arg=heat, timeout=ms())
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('.kit-status')]"
-                    ".some(e => e.textContent.includes('deletion AUC'))", timeout=ms())
-                before_src = page.eval_on_selector(heat, "i => i.src")
-                before = page.locator(heat).first.screenshot()
-                page.screenshot(path=str(out / "jupyterlab_before.png"))
-
-                page.locator(".kit-remover-0 select").first.select_option("blur")
-                page.wait_for_function(_CHANGED, arg=[heat, before_src], timeout=ms())
-                page.wait_for_function(
-                    "() => document.querySelector('.kit-status').textContent.includes('blur')",
-                    timeout=ms())
-                after = page.locator(heat).first.screenshot()
-                page.screenshot(path=str(out / "jupyterlab_after.png"))
+                before, after = _change_remover(page, ms, out, "jupyterlab")
             except Exception:
-                page.screenshot(path=str(failed))
+                page.screenshot(path=str(out / "jupyterlab_failure.png"))  # for diagnosis
                 raise
             finally:
                 ctx.close()
@@ -262,8 +257,4 @@ def test_explorer_heatmap_changes_in_jupyterlab(tmp_path):
         _stop(proc)
         log.close()
 
-    a, b = _pixels(before), _pixels(after)
-    assert min(a.shape[:2] + b.shape[:2]) > 50, "the heatmap image did not render"
-    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
-    changed = float((abs(a[:h, :w] - b[:h, :w]).sum(-1) > 30).mean())
-    assert changed > 0.01, f"only {changed:.4f} of the heatmap's pixels changed"
+    _assert_heatmap_changed(before, after)
