@@ -59,4 +59,4 @@ def get_attributor(name: str):
     return ATTRIBUTORS[name]
 
 
-from kit.attributors.methods import METHODS, PROFILES, Method, explain  # noqa: E402, F401 (public API)
+from kit.attributors.methods import METHODS, PROFILES, Method, budget, explain  # noqa: E402, F401 (public API)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["METHODS", "Method", "PROFILES", "explain"]
+__all__ = ["METHODS", "Method", "PROFILES", "budget", "explain"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,42 @@ PROFILES: dict[str, dict[str, dict]] = {
 """Named hyperparameter budgets, ``{profile: {method name: overrides}}``, shared by the notebooks
 (their ``profile`` parameter) so that maps computed by one notebook are reused by the next through
 :mod:`kit.mapcache`. Methods absent from a profile run at their defaults."""
+
+
+def budget(profile: str, methods, by_attributor=None) -> dict[str, dict]:
+    """Per-method hyperparameter overrides: a profile's entries, then explicit ones per attributor.
+
+    This is what the notebooks hand to :func:`kit.mapcache.compute_maps`, so that every notebook
+    run with the same profile asks for the same maps (same cache keys).
+
+    Args:
+        profile: a key of :data:`PROFILES`.
+        methods: method names of :data:`METHODS`.
+        by_attributor: ``{attributor: {param: value}}`` applied on top of the profile to every
+            method of that attributor (e.g. ``{"lime": {"n_samples": 50}}``); a value of 0 or
+            None keeps the profile's (or the method's default) value.
+
+    Returns:
+        ``{method: {param: value}}`` for the methods that have any override.
+
+    Raises:
+        ValueError: unknown profile or method name (the message lists the valid ones).
+    """
+    if profile not in PROFILES:
+        raise ValueError(
+            f"profile: unknown profile {profile!r}; valid names: {', '.join(PROFILES)}")
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"methods: unknown method(s) {unknown}; valid names: {', '.join(METHODS)}")
+    extra = dict(by_attributor or {})
+    out = {}
+    for m in methods:
+        o = {**PROFILES[profile].get(m, {}),
+             **{k: v for k, v in extra.get(METHODS[m].attributor, {}).items() if v}}
+        if o:
+            out[m] = o
+    return out
 
 
 def explain(name: str, model, x, target, **overrides):

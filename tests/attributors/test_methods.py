@@ -40,3 +40,20 @@ def test_profiles_name_real_methods_and_accepted_parameters():
             accepted = inspect.signature(get_attributor(METHODS[name].attributor)).parameters
             bad = sorted(set(params) - set(accepted))
             assert not bad, f"PROFILES[{profile!r}][{name!r}]: {bad} not accepted"
+
+
+def test_budget_layers_explicit_overrides_on_the_profile():
+    from kit.attributors import PROFILES, budget
+
+    got = budget("full", ["SP", "SP-G", "LIME", "Saliency"], {"sliding_patch": {"stride": 8},
+                                                              "lime": {"n_samples": 0}})
+    # the profile's other keys survive, the explicit stride wins, 0 keeps the profile's value
+    assert got["SP-G"] == {**PROFILES["full"]["SP-G"], "stride": 8}
+    assert got["SP"] == {"stride": 8}
+    assert got["LIME"] == PROFILES["full"]["LIME"]
+    assert "Saliency" not in got  # nothing to override: the method's defaults (and cache key)
+    assert budget("reference", ["SP"]) == {}
+    with pytest.raises(ValueError, match="profile: unknown profile 'fast'; valid names: reference"):
+        budget("fast", ["SP"])
+    with pytest.raises(ValueError, match="methods: unknown method.*'SPG'.*valid names: SP"):
+        budget("full", ["SPG"])
