@@ -103,3 +103,24 @@ def test_wide_layout_for_bars():
     assert list(w.index) == ["SP", "SP-G"]
     assert list(w.columns) == ["a", "a_lo", "a_hi", "b", "b_lo", "b_hi"]
     assert w.loc["SP", "a"] == pytest.approx(2.0) and w.loc["SP-G", "b_lo"] == 5.0
+
+
+def test_summary_page_has_one_section_per_notebook(tmp_path, monkeypatch):
+    # Auxiliary tables (e.g. 04's `_sam` table: metric and mean but no CIs) belong to their
+    # notebook's section and must neither get a section of their own nor break the page.
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = _long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6]}, metric="ssim")
+    report.save_results("04_sam_sensitivity", df, report.summarize(df, {"ssim": True}),
+                        report.compare_pairs(df, {"ssim": True}))
+    res = tmp_path / "results"
+    pd.DataFrame({"method": ["SP"], "metric": ["ssim"], "mean": [0.5]}).to_csv(
+        res / "04_sam_sensitivity_sam.csv", index=False)
+    pd.DataFrame({"method": ["SP"], "threshold": [0.3]}).to_csv(
+        res / "04_sam_sensitivity_thresholds.csv", index=False)
+    # a notebook whose only table carries means without CIs still gets its methods table
+    pd.DataFrame({"method": ["gray", "inpaint"], "metric": ["fd", "fd"], "mean": [2.0, 0.5]}).to_csv(
+        res / "05_other.csv", index=False)
+    text = report.write_summary().read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections == ["## 04_sam_sensitivity", "## 05_other"]
+    assert "ssim (↑)" in text and "| inpaint | 0.500 |" in text and "| fd |" in text
