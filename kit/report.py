@@ -337,6 +337,15 @@ def _notebook_stems(res: Path) -> list[str]:
     return stems
 
 
+def _headline_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons the headline counts: where a table holds per-hyperparameter rows *and*
+    their pooled ``param == "all"`` rows (notebook 04), only the pooled ones, so that one
+    method pair is not counted once per hyperparameter and again pooled."""
+    if "param" in pairs.columns and (pairs["param"] == "all").any():
+        return pairs[pairs["param"] == "all"]
+    return pairs
+
+
 def write_summary(
     *, root: Path | None = None, out: Path | None = None, figures_per_notebook: int = 3,
 ) -> Path:
@@ -345,7 +354,8 @@ def write_summary(
     For every ``results/NN_*.csv`` summary (in notebook order): the X vs X-G table from
     ``NN_*_pairs.csv`` when present, the methods × metrics table, and links to the notebook's first
     figures under ``figures/NN_*/``. A headline counts X-G wins, X wins and ties over all pairs and
-    metrics; wall times come from ``results/run_times.csv`` when ``make run`` wrote it.
+    metrics (pooled over hyperparameters where a table also has per-hyperparameter rows); wall
+    times come from ``results/run_times.csv`` when ``make run`` wrote it.
 
     Args:
         root: output root (default: :func:`kit.paths.output_root`).
@@ -371,7 +381,7 @@ def write_summary(
         tables = load_results(stem, root=root)
         body += [f"## {stem}", ""]
         if "pairs" in tables and len(tables["pairs"]):
-            all_pairs.append(tables["pairs"].assign(notebook=stem))
+            all_pairs.append(_headline_pairs(tables["pairs"]).assign(notebook=stem))
             body += ["**X vs X-G**", "", *_pairs_markdown(tables["pairs"]), ""]
         if "summary" in tables and {"metric", "mean"} <= set(tables["summary"].columns):
             md = _summary_markdown(tables["summary"])

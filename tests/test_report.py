@@ -124,3 +124,17 @@ def test_summary_page_has_one_section_per_notebook(tmp_path, monkeypatch):
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections == ["## 04_sam_sensitivity", "## 05_other"]
     assert "ssim (↑)" in text and "| inpaint | 0.500 |" in text and "| fd |" in text
+
+
+def test_headline_counts_pooled_rows_once(tmp_path, monkeypatch):
+    # 04 writes one pair row per swept hyperparameter and a pooled "all" row; the headline counts
+    # each method pair once (pooled), the tables keep every row.
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = pd.concat([_long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6]}).assign(param=p)
+                    for p in ("window", "all")], ignore_index=True)
+    hib = {"m": True}
+    report.save_results("04_sam_sensitivity", df, report.summarize(df, hib, by=("method", "param")),
+                        report.compare_pairs(df, hib))
+    text = report.write_summary().read_text()
+    assert "Over 1 paired comparisons" in text and "X-G wins 1" in text
+    assert "| window | m |" in text and "| all | m |" in text
