@@ -393,11 +393,19 @@ def write_summary(
             body += [f"![{stem}: {f.stem}]({rel})", ""]
     if all_pairs:
         cat = pd.concat(all_pairs, ignore_index=True)
-        counts = cat["winner"].value_counts()
-        lines += [
-            f"**Headline.** Over {len(cat)} paired comparisons (pairs × metrics × settings): "
-            f"X-G wins {int(counts.get('X-G', 0))}, X wins {int(counts.get('X', 0))}, "
-            f"ties {int(counts.get(_TIE, 0))}.", ""]
+        # Only X vs X-G pairs (same method, with and without the inpainter) make the headline;
+        # pairs such as FIDO-CA-SSR vs FIDO-CA-SDR (both generative) are counted on their own.
+        twin = cat["x_g"] == cat["x"] + "-G"
+        counts = cat.loc[twin, "winner"].value_counts()
+        head = (f"**Headline.** Over {int(twin.sum())} paired X vs X-G comparisons (pairs × "
+                f"metrics × settings): X-G wins {int(counts.get('X-G', 0))}, X wins "
+                f"{int(counts.get('X', 0))}, ties {int(counts.get(_TIE, 0))}.")
+        for (x, x_g), g in cat[~twin].groupby(["x", "x_g"], sort=False):
+            c = g["winner"].value_counts()
+            head += (f" {x} vs {x_g} (not an X vs X-G pair), over {len(g)}: {x_g} wins "
+                     f"{int(c.get('X-G', 0))}, {x} wins {int(c.get('X', 0))}, "
+                     f"ties {int(c.get(_TIE, 0))}.")
+        lines += [head, ""]
     times = res / "run_times.csv"
     if times.exists():
         t = pd.read_csv(times)

@@ -136,5 +136,18 @@ def test_headline_counts_pooled_rows_once(tmp_path, monkeypatch):
     report.save_results("04_sam_sensitivity", df, report.summarize(df, hib, by=("method", "param")),
                         report.compare_pairs(df, hib))
     text = report.write_summary().read_text()
-    assert "Over 1 paired comparisons" in text and "X-G wins 1" in text
+    assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1" in text
     assert "| window | m |" in text and "| all | m |" in text
+
+
+def test_headline_keeps_non_twin_pairs_apart(tmp_path, monkeypatch):
+    # FIDO-CA-SSR vs FIDO-CA-SDR compares two generative objectives: not part of the X vs X-G count
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = _long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6],
+                "FIDO-CA-SSR": [0.9, 0.8, 0.7], "FIDO-CA-SDR": [0.1, 0.2, 0.1]})
+    hib = {"m": True}
+    report.save_results("03_deletion", df, report.summarize(df, hib), report.compare_pairs(df, hib))
+    text = report.write_summary().read_text()
+    assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1, X wins 0" in text
+    assert "FIDO-CA-SSR vs FIDO-CA-SDR (not an X vs X-G pair), over 1: FIDO-CA-SDR wins 0, " \
+           "FIDO-CA-SSR wins 1" in text
