@@ -233,12 +233,20 @@ class _OpenCV(Remover):
             for i, h in zip(imgs, holes, strict=True)
         ])
         fill = torch.from_numpy(out).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255
+        # With every pixel in the hole there is nothing to propagate, and cv2.inpaint returns the
+        # input unchanged (the object stays: deletion curves jumped back to p ~ 1 at 100%). Such
+        # images get the gray remover's constant fill instead.
+        empty = hole.flatten(1).all(dim=1).to(fill.device)
+        if empty.any():
+            gray = torch.tensor(_world_mean(), dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            fill[empty] = gray.expand(int(empty.sum()), -1, *fill.shape[-2:])
         return fill
 
 
 @dataclass(frozen=True)
 class Telea(_OpenCV):
-    """OpenCV fast-marching inpainting (Telea 2004) of the hole ``keep < tau``."""
+    """OpenCV fast-marching inpainting (Telea 2004) of the hole ``keep < tau``; an image with
+    no pixel kept gets the gray remover's fill (there is nothing to propagate)."""
 
     name: ClassVar[str] = "telea"
     _flag: ClassVar[int] = 1  # cv2.INPAINT_TELEA
@@ -246,7 +254,8 @@ class Telea(_OpenCV):
 
 @dataclass(frozen=True)
 class NS(_OpenCV):
-    """OpenCV Navier-Stokes inpainting (Bertalmio et al. 2001) of the hole ``keep < tau``."""
+    """OpenCV Navier-Stokes inpainting (Bertalmio et al. 2001) of the hole ``keep < tau``; an
+    image with no pixel kept gets the gray remover's fill."""
 
     name: ClassVar[str] = "ns"
     _flag: ClassVar[int] = 0  # cv2.INPAINT_NS

@@ -213,3 +213,18 @@ def test_cached_remover_bad_options():
         Cached(Cached(Gray(color=(0.5, 0.5, 0.5))))
     with pytest.raises(ValueError, match="unknown remover 'inpainting'"):
         Cached("inpainting")
+
+
+@pytest.mark.parametrize("remover", [Telea(), NS()], ids=lambda r: r.name)
+def test_opencv_with_nothing_kept_removes_everything(remover):
+    # cv2.inpaint returns its input unchanged when the hole is the whole image; kit's OpenCV
+    # removers must not hand the original image back as "everything removed".
+    x = rand((3, 3, 16, 16), 0)
+    keep = torch.ones(3, 1, 16, 16)
+    keep[1] = 0  # image 1: nothing kept
+    keep[2, :, 4:12, 4:12] = 0  # image 2: an ordinary hole
+    out = remover(x, keep)
+    assert torch.equal(out[1], Gray()(x[1:2], keep[1:2])[0])
+    assert torch.equal(remover(rand((1, 3, 16, 16), 5), keep[1:2])[0], out[1])
+    assert torch.equal(out[0], x[0])
+    assert not torch.equal(out[2], Gray()(x[2:3], keep[2:3])[0])  # still OpenCV's fill
