@@ -238,8 +238,7 @@ class _OpenCV(Remover):
         # images get the gray remover's constant fill instead.
         empty = hole.flatten(1).all(dim=1).to(fill.device)
         if empty.any():
-            gray = torch.tensor(_world_mean(), dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            fill[empty] = gray.expand(int(empty.sum()), -1, *fill.shape[-2:])
+            fill[empty] = Gray().fill(x[empty], keep[empty]).expand_as(fill[empty])
         return fill
 
 
