@@ -28,29 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kit.models import _check_images
+from kit.checks import images as _check_images
+from kit.checks import positive_int, size2
 
 MODES = ("bilinear", "nearest", "coverage")
 
 
-def _size2(name: str, size) -> tuple[int, int]:
-    """``size`` as ``(H, W)``: an int ``n`` means ``(n, n)``."""
-    if isinstance(size, torch.Size):
-        size = tuple(size)
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = (size, size)
-    if (
-        isinstance(size, (tuple, list)) and len(size) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
-    ):
-        return int(size[0]), int(size[1])
-    raise ValueError(f"{name} must be a positive int or (H, W) positive ints, got {size!r}")
-
-
-def _pos_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+_size2 = size2  # the shared checks (kit.checks), under this module's historical names
+_pos_int = positive_int
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,3 +287,105 @@ def rise_masks(n: int, size, s: int = 7, p: float = 0.5, seed: int = 0, *, devic
     is untouched. See :class:`RiseMasks` for the exact draws and for building masks in batches.
     """
     return RiseMasks(n, size, s, p, seed).build(torch.arange(n), device=device, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# the top fraction of a map: the one ranker
+# ----------------------------------------------------------------------------------------------
+
+
+def top_count(fraction: float, total: int) -> int:
+    """How many of ``total`` pixels "the top ``fraction``" means: the one rounding rule of kit.
+
+    ``k = floor(fraction * total + 1/2)`` (round half up), at least 1 for any ``fraction > 0``
+    and exactly ``total`` for ``fraction = 1``. Deletion curves, ROAR/KAR, GAD's top-q and the
+    explorer's counterfactuals all count through this function.
+    """
+    from kit.checks import fraction as _fraction
+
+    q = _fraction("fraction", fraction, closed=True)
+    if q == 0:
+        return 0
+    # 1e-9 guards 0.5 * 4096 + 0.5 etc. against a float round-down below the integer
+    return min(total, max(1, math.floor(q * total + 0.5 + 1e-9)))
+
+
+def pixel_rank(sal: torch.Tensor) -> torch.Tensor:
+    """Rank of every pixel by decreasing value, ``(N, h*w)`` long; 0 = the highest.
+
+    Ties keep raster order (row-major, top-left first: a stable sort), so the ranking is
+    deterministic. The one ranker: :func:`top_fraction`, :class:`TopFraction` and deletion
+    curves all use it. Rank the map at the resolution you remove pixels at (see
+    :func:`kit.maps.to_pixels`).
+
+    Args:
+        sal: ``(N,1,h,w)`` maps (NaN values are refused).
+    """
+    from kit.checks import maps as _maps
+
+    _maps("sal", sal)
+    flat = sal.detach().float().flatten(1)
+    if torch.isnan(flat).any():
+        raise ValueError("sal contains NaN values; a NaN map has no ranking")
+    order = torch.argsort(-flat, dim=1, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device)
+                  .expand_as(order).contiguous())
+    return rank
+
+
+def top_fraction(sal: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The top ``fraction`` of each map's pixels (:func:`top_count`, :func:`pixel_rank`).
+
+    Args:
+        sal: ``(N,1,h,w)`` maps.
+        fraction: in [0, 1].
+
+    Returns:
+        ``(N,1,h,w)`` bool, exactly ``top_count(fraction, h*w)`` True per map.
+    """
+    rank = pixel_rank(sal)
+    k = top_count(fraction, rank.shape[1])
+    return (rank < k).view(sal.shape)
+
+
+class TopFraction:
+    """Keep-masks from the top fractions of maps: a per-image mask set for the engine.
+
+    Mask ``j`` of image ``i`` removes (``mode="remove"``, deletion and ROAR) or keeps only
+    (``mode="keep"``, insertion and KAR) the ``counts[j]`` highest pixels of ``sal[i]``.
+
+    Args:
+        sal: ``(N,1,H,W)`` maps at image resolution.
+        fractions: fractions in [0, 1] (counted with :func:`top_count`), or ``None`` with
+            ``counts``.
+        counts: explicit pixel counts instead of fractions (deletion's ``i * step``).
+        mode: ``"remove"`` or ``"keep"``.
+    """
+
+    per_image = True
+
+    def __init__(self, sal: torch.Tensor, fractions=None, *, counts=None, mode: str = "remove"):
+        from kit.checks import choice
+
+        choice("mode", mode, ("remove", "keep"))
+        self.rank = pixel_rank(sal)
+        self.size = tuple(sal.shape[-2:])
+        total = self.rank.shape[1]
+        if (fractions is None) == (counts is None):
+            raise ValueError("TopFraction needs exactly one of fractions= or counts=")
+        if counts is None:
+            counts = [top_count(q, total) for q in fractions]
+        self.counts = torch.as_tensor(list(counts), dtype=torch.long).clamp(0, total)
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def build(self, index, *, image, device=None, dtype: torch.dtype = torch.float32):
+        """Keep-masks ``(B,1,H,W)`` for mask indices ``index`` of images ``image`` (both ``(B,)``)."""
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        image = torch.as_tensor(image, dtype=torch.long).reshape(-1)
+        top = self.rank[image] < self.counts[index][:, None]
+        keep = ~top if self.mode == "remove" else top
+        return keep.to(device=device, dtype=dtype).view(-1, 1, *self.size)
