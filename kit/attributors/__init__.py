@@ -30,6 +30,7 @@ from kit.attributors.lime import lime
 from kit.attributors.meaningful_perturbation import meaningful_perturbation, mp2
 from kit.attributors.random_map import random_baseline
 from kit.attributors.rise import rise
+from kit.attributors.sliding_patch import geometry as _sp_geometry
 from kit.attributors.sliding_patch import sliding_patch
 
 ATTRIBUTORS: dict = {
@@ -50,6 +51,13 @@ ATTRIBUTORS: dict = {
     "random": random_baseline,  # named random_baseline in code: no shadowing of the random module
 }
 """Name -> attributor function (filled by the explicit imports above)."""
+
+
+GEOMETRIES: dict = {
+    "sliding_patch": _sp_geometry,
+}
+"""Attributor -> ``geometry(size, **params) -> upsample spec`` for maps that are not a field over
+the image (:mod:`kit.maps`); attributors absent here are resized bilinearly."""
 
 
 def get_attributor(name: str):

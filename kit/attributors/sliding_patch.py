@@ -77,6 +77,15 @@ def _geometry(x: torch.Tensor, window, stride) -> tuple[int, int]:
     return window, stride
 
 
+def geometry(size: tuple[int, int], *, window: int | None = None, stride: int | None = None,
+             **_params) -> dict:
+    """How an SP grid reaches pixels: ``coverage`` with the run's window and stride."""
+    side = min(size)
+    window = resolve("sp_window", side) if window is None else window
+    stride = resolve("sp_stride", side) if stride is None else stride
+    return {"mode": "coverage", "window": int(window), "stride": int(stride)}
+
+
 def _local_composites(remover, img: torch.Tensor, index: torch.Tensor, n_w: int, window: int,
                       stride: int, margin: int) -> torch.Tensor:
     """Composites of ``img`` (3,H,W) for positions ``index``, filled on crops around the patch.
