@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["METHODS", "Method", "PROFILES", "budget", "explain"]
+__all__ = ["METHODS", "Method", "PROFILES", "budget", "explain", "pairs", "GENERATIVE"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,31 @@ METHODS: dict[str, Method] = {
     "random": Method("random"),
 }
 """Paper name -> :class:`Method`."""
+
+
+GENERATIVE = ("inpaint",)
+"""Remover names that make a method the paper's "X-G" (a generative fill)."""
+
+
+def pairs(methods=None) -> list[tuple[str, str]]:
+    """The (X, X-G) pairs among ``methods`` (default: all of :data:`METHODS`), from the registry.
+
+    X-G is the method with the same attributor and parameters as X whose remover is generative
+    (:data:`GENERATIVE`) while X's is not. Nothing is hand-listed: adding a method's X-G twin to
+    :data:`METHODS` adds its pair to every table.
+    """
+    names = list(METHODS) if methods is None else [m for m in methods if m in METHODS]
+    out = []
+    for x in names:
+        mx = METHODS[x]
+        if mx.remover is None or mx.remover in GENERATIVE:
+            continue
+        for g in names:
+            mg = METHODS[g]
+            if (mg.attributor == mx.attributor and mg.params == mx.params
+                    and mg.remover in GENERATIVE):
+                out.append((x, g))
+    return out
 
 
 _FAST_SP = {"stride": 4}
