@@ -1,6 +1,7 @@
-"""Dataset-level tables for the notebooks and the ``make run`` summary.
+"""Dataset-level tables for the notebooks.
 
 Every evaluation notebook produces one *per-image long table*: a pandas DataFrame with the columns
+:data:`LONG_COLUMNS`
 
     image (int) · method (str) · metric (str) · value (float)
 
@@ -8,9 +9,8 @@ plus optional grouping columns (for example ``remover`` for deletion curves or `
 From it :func:`summarize` computes the mean and a 95% bootstrap confidence interval over images for
 every (method, metric) group, and :func:`compare_pairs` the *paired* difference X-G − X over the
 images both methods were run on, with its own bootstrap interval and the side that wins given the
-metric's direction. :func:`save_results` writes the three tables to ``results/``, and
-:func:`write_summary` (called by ``make run``) assembles ``results/summary.md`` from whatever
-``results/*_pairs.csv`` and summary tables the notebooks wrote.
+metric's direction. :func:`save_results` writes the three tables to ``results/``;
+``tools/summary.py`` (called by ``make run``) assembles ``results/summary.md`` from them.
 
 Usage::
 
@@ -23,36 +23,39 @@ Usage::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from kit.attributors import methods
+from kit.cache import write_atomic_bytes
 from kit.metrics.stats import bootstrap_ci
 from kit.paths import output_root, results_dir
 
 __all__ = [
     "PAIRS",
+    "FIDO_OBJECTIVES",
+    "COMPARISONS",
     "LONG_COLUMNS",
     "summarize",
     "compare_pairs",
     "wide",
     "save_results",
     "load_results",
-    "write_summary",
 ]
 
-PAIRS: list[tuple[str, str]] = [
-    ("SP", "SP-G"),
-    ("LIME", "LIME-G"),
-    ("MP", "MP-G"),
-    ("MP2", "MP2-G"),
-    ("FIDO-CA-SSR", "FIDO-CA-SDR"),
-]
-"""(X, X-G) method pairs compared by :func:`compare_pairs`. FIDO has no non-generative twin in the
-paper; its two objectives (SSR vs SDR, both with the inpainter) are compared instead."""
+PAIRS: list[tuple[str, str]] = methods.pairs()
+"""(X, X-G) method pairs: same attributor and parameters, the X-G twin with the generative remover
+(:func:`kit.attributors.methods.pairs`, derived from ``METHODS``, not hand-listed)."""
+
+FIDO_OBJECTIVES: tuple[str, str] = ("FIDO-CA-SSR", "FIDO-CA-SDR")
+"""FIDO's two objectives, both with the inpainter: FIDO has no non-generative twin in the paper, so
+its SSR vs SDR comparison is reported beside the pairs, never counted as an X vs X-G pair."""
+
+COMPARISONS: list[tuple[str, str]] = [*PAIRS, FIDO_OBJECTIVES]
+"""What :func:`compare_pairs` compares by default: every X vs X-G pair, then FIDO's objectives."""
 
 LONG_COLUMNS = ("image", "method", "metric", "value")
 """Required columns of a per-image long table."""
@@ -63,11 +66,13 @@ _TIE = "tie"
 def _check_long(per_image: pd.DataFrame, by: Sequence[str]) -> None:
     if not isinstance(per_image, pd.DataFrame):
         raise TypeError(f"per_image: expected a pandas DataFrame, got {type(per_image).__name__}")
-    missing = [c for c in ("image", "metric", "value", *by) if c not in per_image.columns]
+    # LONG_COLUMNS with its "method" column replaced by the caller's grouping columns.
+    required = [LONG_COLUMNS[0], *by, *LONG_COLUMNS[2:]]
+    missing = [c for c in required if c not in per_image.columns]
     if missing:
         raise ValueError(
             f"per_image: missing column(s) {missing}; expected at least "
-            f"{['image', *by, 'metric', 'value']}, got {list(per_image.columns)}"
+            f"{required}, got {list(per_image.columns)}"
         )
 
 
@@ -144,7 +149,7 @@ def compare_pairs(
     per_image: pd.DataFrame,
     higher_is_better: Mapping[str, bool],
     *,
-    pairs: Iterable[tuple[str, str]] = PAIRS,
+    pairs: Iterable[tuple[str, str]] = COMPARISONS,
     by: str = "method",
     confidence: float = 0.95,
     n_resamples: int = 2000,
@@ -158,7 +163,8 @@ def compare_pairs(
     Args:
         per_image: long table.
         higher_is_better: direction of every metric.
-        pairs: ``(X, X-G)`` method names.
+        pairs: ``(X, X-G)`` method names (default :data:`COMPARISONS`: every X vs X-G pair and
+            FIDO's SSR vs SDR).
         by: the column holding the method names.
         confidence, n_resamples, seed: bootstrap settings of the interval of the mean difference.
 
@@ -224,9 +230,7 @@ def wide(summary: pd.DataFrame, index: str | Sequence[str] = "method") -> pd.Dat
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_atomic_bytes(df.to_csv(index=False).encode("utf-8"), path)
 
 
 def save_results(
@@ -238,7 +242,7 @@ def save_results(
     """Write ``results/<stem>.csv`` (summary), ``<stem>_per_image.csv`` and ``<stem>_pairs.csv``.
 
     Each file is written atomically. A stale ``<stem>_pairs.csv`` is removed when ``pairs`` is None
-    so :func:`write_summary` never reports pairs from an older run.
+    so the summary page never reports pairs from an older run.
 
     Returns:
         The written paths, relative to the output root.
@@ -266,156 +270,4 @@ def load_results(stem: str, *, root: Path | None = None) -> dict[str, pd.DataFra
         path = base / f"{Path(stem).stem}{suffix}.csv"
         if path.exists():
             out[key] = pd.read_csv(path)
-    return out
-
-
-def _fmt(v: float, digits: int = 3) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
-
-
-def _pairs_markdown(pairs: pd.DataFrame) -> list[str]:
-    extra = [c for c in pairs.columns if c not in (
-        "metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
-        "frac_x_g_better", "higher_is_better", "winner")]
-    head = [*extra, "metric", "better", "X", "X-G", "mean X", "mean X-G",
-            "X-G − X [95% CI]", "X-G better on", "n", "winner"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in pairs.itertuples(index=False):
-        d = r._asdict()
-        cells = [str(d[c]) for c in extra] + [
-            d["metric"], "higher" if d["higher_is_better"] else "lower", d["x"], d["x_g"],
-            _fmt(d["mean_x"]), _fmt(d["mean_x_g"]),
-            f"{_fmt(d['diff'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]",
-            "–" if not np.isfinite(d["frac_x_g_better"]) else f"{100 * d['frac_x_g_better']:.0f}%",
-            str(d["n"]), f"**{d['winner']}**",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _summary_markdown(summary: pd.DataFrame) -> list[str]:
-    """Methods × metrics table of ``mean [low, high]`` cells."""
-    keys = [c for c in summary.columns if c not in (
-        "metric", "mean", "ci_low", "ci_high", "n", "higher_is_better")]
-    if not keys:
-        return []
-    if {"ci_low", "ci_high"} <= set(summary.columns):
-        cells = [f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]" for m, lo, hi in
-                 zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=False)]
-    else:  # a table of means without bootstrap CIs
-        cells = [_fmt(m) for m in summary["mean"]]
-    cell = summary.assign(cell=cells)
-    directions = (dict(zip(summary["metric"], summary["higher_is_better"], strict=False))
-                  if "higher_is_better" in summary.columns else {})
-    wide = cell.pivot_table(index=keys, columns="metric", values="cell", aggfunc="first",
-                            sort=False)
-    metrics = list(dict.fromkeys(summary["metric"]))
-    arrow = {True: " (↑)", False: " (↓)"}
-    head = [*keys, *[f"{m}{arrow.get(directions.get(m), '')}" for m in metrics]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for idx, row in wide.iterrows():
-        idx = idx if isinstance(idx, tuple) else (idx,)
-        lines.append("| " + " | ".join([*map(str, idx), *[
-            str(row.get(m, "–")) if isinstance(row.get(m), str) else "–" for m in metrics]]) + " |")
-    return lines
-
-
-def _notebook_stems(res: Path) -> list[str]:
-    """One stem per notebook: of the ``NN_*.csv`` files sharing a two-digit prefix, the one that
-    prefixes the others (``02_localization``, not its auxiliary ``02_localization_thresholds``)."""
-    by_prefix: dict[str, list[str]] = {}
-    for p in res.glob("[0-9][0-9]_*.csv"):
-        by_prefix.setdefault(p.stem[:2], []).append(p.stem)
-    stems = []
-    for prefix in sorted(by_prefix):
-        main = min(by_prefix[prefix], key=len)
-        if all(s.startswith(main) for s in by_prefix[prefix]):
-            stems.append(main)
-        else:  # unrelated tables under one prefix (not written by kit): show each on its own
-            stems += sorted(s for s in by_prefix[prefix]
-                            if not s.endswith(("_per_image", "_pairs")))
-    return stems
-
-
-def _headline_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
-    """The comparisons the headline counts: where a table holds per-hyperparameter rows *and*
-    their pooled ``param == "all"`` rows (notebook 04), only the pooled ones, so that one
-    method pair is not counted once per hyperparameter and again pooled."""
-    if "param" in pairs.columns and (pairs["param"] == "all").any():
-        return pairs[pairs["param"] == "all"]
-    return pairs
-
-
-def write_summary(
-    *, root: Path | None = None, out: Path | None = None, figures_per_notebook: int = 3,
-) -> Path:
-    """Assemble ``results/summary.md`` from the notebooks' result files.
-
-    For every ``results/NN_*.csv`` summary (in notebook order): the X vs X-G table from
-    ``NN_*_pairs.csv`` when present, the methods × metrics table, and links to the notebook's first
-    figures under ``figures/NN_*/``. A headline counts X-G wins, X wins and ties over all pairs and
-    metrics (pooled over hyperparameters where a table also has per-hyperparameter rows); wall
-    times come from ``results/run_times.csv`` when ``make run`` wrote it.
-
-    Args:
-        root: output root (default: :func:`kit.paths.output_root`).
-        out: destination (default ``<root>/results/summary.md``); written atomically.
-        figures_per_notebook: figures linked per notebook.
-
-    Returns:
-        The path written.
-    """
-    root = Path(root) if root is not None else output_root()
-    res = root / "results"
-    out = Path(out) if out is not None else res / "summary.md"
-    stems = _notebook_stems(res)
-    lines = ["# Results summary", "",
-             "Generated by `make run` (`kit.report.write_summary`) from `results/*.csv`;",
-             "every number is what the notebooks computed. Means over images with 95%",
-             "percentile-bootstrap CIs; X vs X-G differences are paired over images, and a side",
-             "*wins* only when the CI of the difference excludes 0 (↑ higher is better, ↓ lower).",
-             ""]
-    all_pairs = []
-    body: list[str] = []
-    for stem in stems:
-        tables = load_results(stem, root=root)
-        body += [f"## {stem}", ""]
-        if "pairs" in tables and len(tables["pairs"]):
-            all_pairs.append(_headline_pairs(tables["pairs"]).assign(notebook=stem))
-            body += ["**X vs X-G**", "", *_pairs_markdown(tables["pairs"]), ""]
-        if "summary" in tables and {"metric", "mean"} <= set(tables["summary"].columns):
-            md = _summary_markdown(tables["summary"])
-            if md:
-                body += ["**All methods**", "", *md, ""]
-        figs = sorted((root / "figures" / stem).glob("*.png"))[:figures_per_notebook]
-        for f in figs:
-            rel = os.path.relpath(f, out.parent)
-            body += [f"![{stem}: {f.stem}]({rel})", ""]
-    if all_pairs:
-        cat = pd.concat(all_pairs, ignore_index=True)
-        # Only X vs X-G pairs (same method, with and without the inpainter) make the headline;
-        # pairs such as FIDO-CA-SSR vs FIDO-CA-SDR (both generative) are counted on their own.
-        twin = cat["x_g"] == cat["x"] + "-G"
-        counts = cat.loc[twin, "winner"].value_counts()
-        head = (f"**Headline.** Over {int(twin.sum())} paired X vs X-G comparisons (pairs × "
-                f"metrics × settings): X-G wins {int(counts.get('X-G', 0))}, X wins "
-                f"{int(counts.get('X', 0))}, ties {int(counts.get(_TIE, 0))}.")
-        for (x, x_g), g in cat[~twin].groupby(["x", "x_g"], sort=False):
-            c = g["winner"].value_counts()
-            head += (f" {x} vs {x_g} (not an X vs X-G pair), over {len(g)}: {x_g} wins "
-                     f"{int(c.get('X-G', 0))}, {x} wins {int(c.get('X', 0))}, "
-                     f"ties {int(c.get(_TIE, 0))}.")
-        lines += [head, ""]
-    times = res / "run_times.csv"
-    if times.exists():
-        t = pd.read_csv(times)
-        if {"notebook", "seconds"} <= set(t.columns):
-            total = float(t["seconds"].sum())
-            lines += [f"**Run time.** {total / 60:.1f} min for {len(t)} notebooks (" + ", ".join(
-                f"{r.notebook} {r.seconds:.0f} s" for r in t.itertuples()) + ").", ""]
-    text = "\n".join(lines + body).rstrip() + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
     return out

@@ -1,4 +1,5 @@
-"""kit.report: summaries, paired X vs X-G comparisons, result files and the summary page."""
+"""kit.report: summaries, paired X vs X-G comparisons and result files (the summary page:
+tests/test_summary.py)."""
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ def test_bad_input_is_named():
         report.compare_pairs([1, 2], {"m": True})
 
 
-def test_save_results_and_summary_page(tmp_path, monkeypatch):
+def test_save_results_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
     df = _long({"SP": [0.1, 0.2, 0.3, 0.4], "SP-G": [0.5, 0.6, 0.7, 0.9]}, metric="mass")
     hib = {"mass": True}
@@ -78,21 +79,18 @@ def test_save_results_and_summary_page(tmp_path, monkeypatch):
                                          "02_localization_pairs.csv"}
     back = report.load_results("02_localization")
     pd.testing.assert_frame_equal(back["per_image"], df.reset_index(drop=True))
-    fig = tmp_path / "figures" / "02_localization"
-    fig.mkdir(parents=True)
-    (fig / "bars.png").write_bytes(b"\x89PNG")
-    (tmp_path / "results" / "run_times.csv").write_text(
-        "notebook,params,seconds,status\n02_localization,params/02_localization.yaml,61.0,ok\n")
-    out = report.write_summary()
-    text = out.read_text()
-    assert out == tmp_path / "results" / "summary.md"
-    assert "## 02_localization" in text and "X-G wins 1, X wins 0, ties 0" in text
-    assert "| SP | SP-G |" in text and "../figures/02_localization/bars.png" in text
-    assert "mass (↑)" in text and "1.0 min" in text
-    # A rerun without pairs removes the stale pairs file, and the headline disappears.
+    # A rerun without pairs removes the stale pairs file.
     report.save_results("02_localization", df, report.summarize(df, hib), None)
     assert not (tmp_path / "results" / "02_localization_pairs.csv").exists()
-    assert "Headline" not in report.write_summary().read_text()
+
+
+def test_pairs_are_derived_from_methods():
+    from kit.attributors.methods import pairs
+
+    assert report.PAIRS == pairs()
+    assert ("RISE", "RISE-G") in report.PAIRS and ("SP", "SP-G") in report.PAIRS
+    assert report.FIDO_OBJECTIVES not in report.PAIRS  # both objectives inpaint: not a twin pair
+    assert report.COMPARISONS == [*report.PAIRS, report.FIDO_OBJECTIVES]
 
 
 def test_wide_layout_for_bars():
@@ -103,51 +101,3 @@ def test_wide_layout_for_bars():
     assert list(w.index) == ["SP", "SP-G"]
     assert list(w.columns) == ["a", "a_lo", "a_hi", "b", "b_lo", "b_hi"]
     assert w.loc["SP", "a"] == pytest.approx(2.0) and w.loc["SP-G", "b_lo"] == 5.0
-
-
-def test_summary_page_has_one_section_per_notebook(tmp_path, monkeypatch):
-    # Auxiliary tables (e.g. 04's `_sam` table: metric and mean but no CIs) belong to their
-    # notebook's section and must neither get a section of their own nor break the page.
-    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
-    df = _long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6]}, metric="ssim")
-    report.save_results("04_sam_sensitivity", df, report.summarize(df, {"ssim": True}),
-                        report.compare_pairs(df, {"ssim": True}))
-    res = tmp_path / "results"
-    pd.DataFrame({"method": ["SP"], "metric": ["ssim"], "mean": [0.5]}).to_csv(
-        res / "04_sam_sensitivity_sam.csv", index=False)
-    pd.DataFrame({"method": ["SP"], "threshold": [0.3]}).to_csv(
-        res / "04_sam_sensitivity_thresholds.csv", index=False)
-    # a notebook whose only table carries means without CIs still gets its methods table
-    pd.DataFrame({"method": ["gray", "inpaint"], "metric": ["fd", "fd"], "mean": [2.0, 0.5]}).to_csv(
-        res / "05_other.csv", index=False)
-    text = report.write_summary().read_text()
-    sections = [line for line in text.splitlines() if line.startswith("## ")]
-    assert sections == ["## 04_sam_sensitivity", "## 05_other"]
-    assert "ssim (↑)" in text and "| inpaint | 0.500 |" in text and "| fd |" in text
-
-
-def test_headline_counts_pooled_rows_once(tmp_path, monkeypatch):
-    # 04 writes one pair row per swept hyperparameter and a pooled "all" row; the headline counts
-    # each method pair once (pooled), the tables keep every row.
-    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
-    df = pd.concat([_long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6]}).assign(param=p)
-                    for p in ("window", "all")], ignore_index=True)
-    hib = {"m": True}
-    report.save_results("04_sam_sensitivity", df, report.summarize(df, hib, by=("method", "param")),
-                        report.compare_pairs(df, hib))
-    text = report.write_summary().read_text()
-    assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1" in text
-    assert "| window | m |" in text and "| all | m |" in text
-
-
-def test_headline_keeps_non_twin_pairs_apart(tmp_path, monkeypatch):
-    # FIDO-CA-SSR vs FIDO-CA-SDR compares two generative objectives: not part of the X vs X-G count
-    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
-    df = _long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6],
-                "FIDO-CA-SSR": [0.9, 0.8, 0.7], "FIDO-CA-SDR": [0.1, 0.2, 0.1]})
-    hib = {"m": True}
-    report.save_results("03_deletion", df, report.summarize(df, hib), report.compare_pairs(df, hib))
-    text = report.write_summary().read_text()
-    assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1, X wins 0" in text
-    assert "FIDO-CA-SSR vs FIDO-CA-SDR (not an X vs X-G pair), over 1: FIDO-CA-SDR wins 0, " \
-           "FIDO-CA-SSR wins 1" in text

@@ -5,7 +5,7 @@ Default mode (``make run``): ``notebooks/NN_*.ipynb`` -> ``runs/<stem>.ipynb``, 
 of ``params/<stem>.yaml`` when that file exists (the full-run configuration) and the notebook's own
 defaults otherwise. Wall times go to ``results/run_times.csv`` (rows of notebooks not run this time
 are kept), and ``results/summary.md`` is assembled from the notebooks' result tables
-(:func:`kit.report.write_summary`). ``runs/`` and ``results/`` lie under ``KIT_OUTPUT`` when it is
+(``tools/summary.py``). ``runs/`` and ``results/`` lie under ``KIT_OUTPUT`` when it is
 set, as in :mod:`kit.paths` (the repository is this file's, not wherever ``kit`` is installed from).
 
 ``--in-place`` (``make refresh-notebooks``): re-executes the committed notebooks at their defaults
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"run_notebooks: {len(notebooks)} notebook(s) in {total:.1f} s; times in {times_path}")
     if not args.in_place:
-        from kit.report import write_summary
+        from summary import write_summary  # sibling script; imports kit (and torch) only here
 
         print(f"run_notebooks: summary in {write_summary(root=out)}")
     return 0

@@ -1,0 +1,107 @@
+"""tools/summary.py: the results/summary.md page assembled from the notebooks' result tables."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+
+from kit import report
+
+_SPEC = importlib.util.spec_from_file_location(
+    "kit_tools_summary", Path(__file__).resolve().parent.parent / "tools" / "summary.py")
+summary = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(summary)
+
+
+def _long(values: dict[str, list[float]], metric="m") -> pd.DataFrame:
+    rows = [{"image": i, "method": k, "metric": metric, "value": v}
+            for k, vs in values.items() for i, v in enumerate(vs)]
+    return pd.DataFrame(rows)
+
+
+def test_summary_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = _long({"SP": [0.1, 0.2, 0.3, 0.4], "SP-G": [0.5, 0.6, 0.7, 0.9]}, metric="mass")
+    hib = {"mass": True}
+    written = report.save_results("02_localization", df, report.summarize(df, hib),
+                                  report.compare_pairs(df, hib))
+    assert {p.name for p in written} == {"02_localization.csv", "02_localization_per_image.csv",
+                                         "02_localization_pairs.csv"}
+    back = report.load_results("02_localization")
+    pd.testing.assert_frame_equal(back["per_image"], df.reset_index(drop=True))
+    fig = tmp_path / "figures" / "02_localization"
+    fig.mkdir(parents=True)
+    (fig / "bars.png").write_bytes(b"\x89PNG")
+    (tmp_path / "results" / "run_times.csv").write_text(
+        "notebook,params,seconds,status\n02_localization,params/02_localization.yaml,61.0,ok\n")
+    out = summary.write_summary()
+    text = out.read_text()
+    assert out == tmp_path / "results" / "summary.md"
+    assert "## 02_localization" in text and "X-G wins 1, X wins 0, ties 0" in text
+    assert "| SP | SP-G |" in text and "../figures/02_localization/bars.png" in text
+    assert "mass (↑)" in text and "1.0 min" in text
+    # A rerun without pairs removes the stale pairs file, and the headline disappears.
+    report.save_results("02_localization", df, report.summarize(df, hib), None)
+    assert not (tmp_path / "results" / "02_localization_pairs.csv").exists()
+    assert "Headline" not in summary.write_summary().read_text()
+
+
+def test_summary_page_has_one_section_per_notebook(tmp_path, monkeypatch):
+    # Auxiliary tables (e.g. 04's `_sam` table: metric and mean but no CIs) belong to their
+    # notebook's section and must neither get a section of their own nor break the page.
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = _long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6]}, metric="ssim")
+    report.save_results("04_sam_sensitivity", df, report.summarize(df, {"ssim": True}),
+                        report.compare_pairs(df, {"ssim": True}))
+    res = tmp_path / "results"
+    pd.DataFrame({"method": ["SP"], "metric": ["ssim"], "mean": [0.5]}).to_csv(
+        res / "04_sam_sensitivity_sam.csv", index=False)
+    pd.DataFrame({"method": ["SP"], "threshold": [0.3]}).to_csv(
+        res / "04_sam_sensitivity_thresholds.csv", index=False)
+    # a notebook whose only table carries means without CIs still gets its methods table
+    pd.DataFrame({"method": ["gray", "inpaint"], "metric": ["fd", "fd"], "mean": [2.0, 0.5]}).to_csv(
+        res / "05_other.csv", index=False)
+    text = summary.write_summary().read_text()
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections == ["## 04_sam_sensitivity", "## 05_other"]
+    assert "ssim (↑)" in text and "| inpaint | 0.500 |" in text and "| fd |" in text
+
+
+def test_headline_counts_pooled_rows_once(tmp_path, monkeypatch):
+    # 04 writes one pair row per swept hyperparameter and a pooled "all" row; the headline counts
+    # each method pair once (pooled), the tables keep every row.
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = pd.concat([_long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6]}).assign(param=p)
+                    for p in ("window", "all")], ignore_index=True)
+    hib = {"m": True}
+    report.save_results("04_sam_sensitivity", df, report.summarize(df, hib, by=("method", "param")),
+                        report.compare_pairs(df, hib))
+    text = summary.write_summary().read_text()
+    assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1" in text
+    assert "| window | m |" in text and "| all | m |" in text
+
+
+def test_headline_keeps_non_twin_pairs_apart(tmp_path, monkeypatch):
+    # FIDO-CA-SSR vs FIDO-CA-SDR compares two generative objectives: not part of the X vs X-G count
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = _long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6],
+                "FIDO-CA-SSR": [0.9, 0.8, 0.7], "FIDO-CA-SDR": [0.1, 0.2, 0.1]})
+    hib = {"m": True}
+    report.save_results("03_deletion", df, report.summarize(df, hib), report.compare_pairs(df, hib))
+    text = summary.write_summary().read_text()
+    assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1, X wins 0" in text
+    assert "FIDO-CA-SSR vs FIDO-CA-SDR (not an X vs X-G pair), over 1: FIDO-CA-SDR wins 0, " \
+           "FIDO-CA-SSR wins 1" in text
+
+
+def test_headline_counts_the_pairs_derived_from_methods(tmp_path, monkeypatch):
+    # RISE vs RISE-G comes from METHODS (no hand list): it is compared and counted as a twin pair.
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = _long({"RISE": [0.1, 0.2, 0.3], "RISE-G": [0.4, 0.5, 0.6]})
+    hib = {"m": True}
+    pairs = report.compare_pairs(df, hib)
+    assert list(zip(pairs.x, pairs.x_g, strict=True)) == [("RISE", "RISE-G")]
+    report.save_results("03_deletion", df, report.summarize(df, hib), pairs)
+    text = summary.write_summary().read_text()
+    assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1, X wins 0" in text
+    assert "not an X vs X-G pair" not in text

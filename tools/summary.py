@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Assemble ``results/summary.md`` from the result tables the notebooks wrote.
+
+A build step of ``make run`` (``tools/run_notebooks.py`` calls :func:`write_summary` after the
+notebooks), not part of the ``kit`` package: it knows the notebooks' file layout (one
+``results/NN_*.csv`` summary per notebook, auxiliary tables under the same prefix, notebook 04's
+pooled ``param == "all"`` rows). The tables themselves come from :mod:`kit.report`
+(:func:`kit.report.save_results`); which method pairs are X vs X-G twins comes from
+:data:`kit.report.PAIRS` (derived from ``METHODS``), every other compared pair (FIDO's SSR vs SDR)
+is reported on its own.
+
+Usage::
+
+    python tools/summary.py                                  # <KIT_OUTPUT or repo>/results/summary.md
+    python tools/summary.py --out docs/results/summary.md --figures 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import report
+from kit.cache import write_atomic_bytes
+from kit.paths import output_root
+
+__all__ = ["write_summary", "notebook_stems", "headline_pairs", "pairs_markdown",
+           "summary_markdown"]
+
+TIE = "tie"
+"""The ``winner`` value of :func:`kit.report.compare_pairs` when the interval contains 0."""
+
+_PAIR_COLUMNS = ("metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
+                 "frac_x_g_better", "higher_is_better", "winner")
+_SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "n", "higher_is_better")
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def pairs_markdown(pairs: pd.DataFrame) -> list[str]:
+    """Markdown table lines of a :func:`kit.report.compare_pairs` table, one row per comparison."""
+    extra = [c for c in pairs.columns if c not in _PAIR_COLUMNS]
+    head = [*extra, "metric", "better", "X", "X-G", "mean X", "mean X-G",
+            "X-G − X [95% CI]", "X-G better on", "n", "winner"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in pairs.itertuples(index=False):
+        d = r._asdict()
+        cells = [str(d[c]) for c in extra] + [
+            d["metric"], "higher" if d["higher_is_better"] else "lower", d["x"], d["x_g"],
+            _fmt(d["mean_x"]), _fmt(d["mean_x_g"]),
+            f"{_fmt(d['diff'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]",
+            "–" if not np.isfinite(d["frac_x_g_better"]) else f"{100 * d['frac_x_g_better']:.0f}%",
+            str(d["n"]), f"**{d['winner']}**",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(summary: pd.DataFrame) -> list[str]:
+    """Methods × metrics table lines of ``mean [low, high]`` cells (``mean`` alone without CIs);
+    empty when the table has no grouping column besides the metric."""
+    keys = [c for c in summary.columns if c not in _SUMMARY_COLUMNS]
+    if not keys:
+        return []
+    if {"ci_low", "ci_high"} <= set(summary.columns):
+        cells = [f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]" for m, lo, hi in
+                 zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=False)]
+    else:  # a table of means without bootstrap CIs
+        cells = [_fmt(m) for m in summary["mean"]]
+    cell = summary.assign(cell=cells)
+    directions = (dict(zip(summary["metric"], summary["higher_is_better"], strict=False))
+                  if "higher_is_better" in summary.columns else {})
+    wide = cell.pivot_table(index=keys, columns="metric", values="cell", aggfunc="first",
+                            sort=False)
+    metrics = list(dict.fromkeys(summary["metric"]))
+    arrow = {True: " (↑)", False: " (↓)"}
+    head = [*keys, *[f"{m}{arrow.get(directions.get(m), '')}" for m in metrics]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for idx, row in wide.iterrows():
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        lines.append("| " + " | ".join([*map(str, idx), *[
+            str(row.get(m, "–")) if isinstance(row.get(m), str) else "–" for m in metrics]]) + " |")
+    return lines
+
+
+def notebook_stems(res: Path) -> list[str]:
+    """One stem per notebook: of the ``NN_*.csv`` files sharing a two-digit prefix, the one that
+    prefixes the others (``02_localization``, not its auxiliary ``02_localization_thresholds``)."""
+    by_prefix: dict[str, list[str]] = {}
+    for p in res.glob("[0-9][0-9]_*.csv"):
+        by_prefix.setdefault(p.stem[:2], []).append(p.stem)
+    stems = []
+    for prefix in sorted(by_prefix):
+        main = min(by_prefix[prefix], key=len)
+        if all(s.startswith(main) for s in by_prefix[prefix]):
+            stems.append(main)
+        else:  # unrelated tables under one prefix (not written by kit): show each on its own
+            stems += sorted(s for s in by_prefix[prefix]
+                            if not s.endswith(("_per_image", "_pairs")))
+    return stems
+
+
+def headline_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons the headline counts: where a table holds per-hyperparameter rows *and*
+    their pooled ``param == "all"`` rows (notebook 04), only the pooled ones, so that one
+    method pair is not counted once per hyperparameter and again pooled."""
+    if "param" in pairs.columns and (pairs["param"] == "all").any():
+        return pairs[pairs["param"] == "all"]
+    return pairs
+
+
+def _headline(cat: pd.DataFrame) -> str:
+    """The headline sentence: X vs X-G wins over :data:`kit.report.PAIRS`, then every other
+    compared pair (FIDO's objectives) on its own."""
+    twin = pd.Series([(x, g) in set(report.PAIRS) for x, g in zip(cat["x"], cat["x_g"],
+                                                                   strict=True)],
+                     index=cat.index, dtype=bool)
+    counts = cat.loc[twin, "winner"].value_counts()
+    head = (f"**Headline.** Over {int(twin.sum())} paired X vs X-G comparisons (pairs × "
+            f"metrics × settings): X-G wins {int(counts.get('X-G', 0))}, X wins "
+            f"{int(counts.get('X', 0))}, ties {int(counts.get(TIE, 0))}.")
+    for (x, x_g), g in cat[~twin].groupby(["x", "x_g"], sort=False):
+        c = g["winner"].value_counts()
+        head += (f" {x} vs {x_g} (not an X vs X-G pair), over {len(g)}: {x_g} wins "
+                 f"{int(c.get('X-G', 0))}, {x} wins {int(c.get('X', 0))}, "
+                 f"ties {int(c.get(TIE, 0))}.")
+    return head
+
+
+def write_summary(
+    *, root: Path | None = None, out: Path | None = None, figures_per_notebook: int = 3,
+) -> Path:
+    """Assemble ``results/summary.md`` from the notebooks' result files.
+
+    For every ``results/NN_*.csv`` summary (in notebook order): the X vs X-G table from
+    ``NN_*_pairs.csv`` when present, the methods × metrics table, and links to the notebook's first
+    figures under ``figures/NN_*/``. A headline counts X-G wins, X wins and ties over the
+    :data:`kit.report.PAIRS` rows of all tables and metrics (pooled over hyperparameters where a
+    table also has per-hyperparameter rows; other compared pairs apart); wall times come from
+    ``results/run_times.csv`` when ``make run`` wrote it.
+
+    Args:
+        root: output root (default: :func:`kit.paths.output_root`).
+        out: destination (default ``<root>/results/summary.md``); written atomically.
+        figures_per_notebook: figures linked per notebook.
+
+    Returns:
+        The path written.
+    """
+    root = Path(root) if root is not None else output_root()
+    res = root / "results"
+    out = Path(out) if out is not None else res / "summary.md"
+    lines = ["# Results summary", "",
+             "Generated by `make run` (`tools/summary.py`) from `results/*.csv`;",
+             "every number is what the notebooks computed. Means over images with 95%",
+             "percentile-bootstrap CIs; X vs X-G differences are paired over images, and a side",
+             "*wins* only when the CI of the difference excludes 0 (↑ higher is better, ↓ lower).",
+             ""]
+    all_pairs = []
+    body: list[str] = []
+    for stem in notebook_stems(res):
+        tables = report.load_results(stem, root=root)
+        body += [f"## {stem}", ""]
+        if "pairs" in tables and len(tables["pairs"]):
+            all_pairs.append(headline_pairs(tables["pairs"]).assign(notebook=stem))
+            body += ["**X vs X-G**", "", *pairs_markdown(tables["pairs"]), ""]
+        if "summary" in tables and {"metric", "mean"} <= set(tables["summary"].columns):
+            md = summary_markdown(tables["summary"])
+            if md:
+                body += ["**All methods**", "", *md, ""]
+        figs = sorted((root / "figures" / stem).glob("*.png"))[:figures_per_notebook]
+        for f in figs:
+            rel = os.path.relpath(f, out.parent)
+            body += [f"![{stem}: {f.stem}]({rel})", ""]
+    if all_pairs:
+        lines += [_headline(pd.concat(all_pairs, ignore_index=True)), ""]
+    times = res / "run_times.csv"
+    if times.exists():
+        t = pd.read_csv(times)
+        if {"notebook", "seconds"} <= set(t.columns):
+            total = float(t["seconds"].sum())
+            lines += [f"**Run time.** {total / 60:.1f} min for {len(t)} notebooks (" + ", ".join(
+                f"{r.notebook} {r.seconds:.0f} s" for r in t.itertuples()) + ").", ""]
+    text = "\n".join(lines + body).rstrip() + "\n"
+    return write_atomic_bytes(text.encode("utf-8"), out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, help="output root (default: KIT_OUTPUT or the repo)")
+    parser.add_argument("--out", type=Path, help="destination (default <root>/results/summary.md)")
+    parser.add_argument("--figures", type=int, default=3, help="figures linked per notebook")
+    args = parser.parse_args(argv)
+    print(write_summary(root=args.root, out=args.out, figures_per_notebook=args.figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
