@@ -32,6 +32,7 @@ from kit.attributors.random_map import random_baseline
 from kit.attributors.rise import rise
 from kit.attributors.sliding_patch import geometry as _sp_geometry
 from kit.attributors.sliding_patch import sliding_patch
+from kit.attributors.sobel import sobel
 
 ATTRIBUTORS: dict = {
     "saliency": saliency,
@@ -48,6 +49,7 @@ ATTRIBUTORS: dict = {
     "meaningful_perturbation": meaningful_perturbation,
     "mp2": mp2,
     "fido": fido,
+    "sobel": sobel,
     "random": random_baseline,  # named random_baseline in code: no shadowing of the random module
 }
 """Name -> attributor function (filled by the explicit imports above)."""

@@ -68,6 +68,7 @@ METHODS: dict[str, Method] = {
     "GuidedBackprop": Method("guided_backprop"),
     "GradCAM": Method("grad_cam"),
     "random": Method("random"),
+    "sobel": Method("sobel", reference="ROAR's scipy.ndimage.sobel(img, axis=0), channel-summed"),
 }
 """Paper name -> :class:`Method`."""
 
@@ -129,6 +130,16 @@ PROFILES: dict[str, dict[str, dict]] = {
         "RISE": {"n_masks": 200}, "RISE-G": {"n_masks": 50},
         "SmoothGrad": {"n_samples": 8}, "SmoothGrad2": {"n_samples": 8},
         "VarGrad": {"n_samples": 8}, "IntegratedGradients": {"steps": 16},
+    },
+    # ROAR/KAR (notebook 06): the ROAR replication's k = J = 25 (methods.md §3.6), and a sliding
+    # patch of 8 px with stride 8 (64 patches instead of 841; SP-G fills each patch from a local
+    # crop), because SP-G on every training image at the default stride 2 costs several seconds
+    # per image on a CPU and ROAR needs maps of every training image.
+    "roar": {
+        "IntegratedGradients": {"steps": 25},
+        "SmoothGrad": {"n_samples": 25}, "SmoothGrad2": {"n_samples": 25},
+        "VarGrad": {"n_samples": 25},
+        "SP": {"stride": 8}, "SP-G": {"stride": 8, "local": True},
     },
 }
 """Named hyperparameter budgets, ``{profile: {method name: overrides}}``, shared by the notebooks
