@@ -11,7 +11,7 @@ is reported on its own.
 
 Usage::
 
-    python tools/summary.py                                  # <KIT_OUTPUT or repo>/results/summary.md
+    python tools/summary.py               # <KIT_OUTPUT or the repository>/results/summary.md
     python tools/summary.py --out docs/results/summary.md --figures 0
 """
 
