@@ -155,6 +155,68 @@ def sliding_windows(size, window: int, stride: int, device=None,
     return window_masks(size, window, stride, torch.arange(n_h * n_w), device=device, dtype=dtype)
 
 
+class SlidingWindows:
+    """The sliding-patch mask set of SP / SP-G: one keep-mask per patch position (row-major).
+
+    Args:
+        size: image ``H`` or ``(H, W)``.
+        window, stride: patch side and step in pixels.
+        local: fill each patch from a crop of side ``window + 2 * margin`` around it (clipped to
+            the image, shifted inward at the borders) and paste the filled crop back (see
+            :mod:`kit.attributors.sliding_patch`); the mask set then composites itself.
+        margin: crop margin for ``local=True`` (None = ``window``).
+    """
+
+    per_image = False
+
+    def __init__(self, size, window: int, stride: int, *, local: bool = False,
+                 margin: int | None = None) -> None:
+        self.size = _size2("size", size)
+        self.window, self.stride = _pos_int("window", window), _pos_int("stride", stride)
+        self.grid = grid_shape(self.size, self.window, self.stride)
+        self.local = local
+        self.margin = (self.window if margin is None else margin) if local else None
+        if not local:
+            self.composites = None  # the engine composites through the remover itself
+
+    def __len__(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def build(self, index, *, image=None, device=None, dtype: torch.dtype = torch.float32):
+        """Keep-masks ``(B,1,H,W)`` of positions ``index`` (the same for every image)."""
+        return window_masks(self.size, self.window, self.stride, index, device=device,
+                            dtype=dtype)
+
+    def composites(self, remover, x: torch.Tensor, image: torch.Tensor,
+                   index: torch.Tensor) -> torch.Tensor:
+        """Local composites ``(B,3,H,W)`` of images ``x[image]`` with patches ``index`` removed.
+
+        Each crop is filled by ``remover(crop, keep)``; the image outside the crop is untouched.
+        """
+        H, W = self.size
+        window, stride, margin = self.window, self.stride, self.margin
+        n_w = self.grid[1]
+        ch, cw = min(window + 2 * margin, H), min(window + 2 * margin, W)
+        py, px = (index // n_w) * stride, (index % n_w) * stride  # patch top-left
+        y0 = (py - margin).clamp(0, H - ch)
+        x0 = (px - margin).clamp(0, W - cw)
+        ry = y0[:, None] + torch.arange(ch, device=x.device)  # (B,ch) image rows of each crop
+        rx = x0[:, None] + torch.arange(cw, device=x.device)  # (B,cw)
+        b = index.shape[0]
+        imgs = x[image]  # (B,3,H,W)
+        bi = torch.arange(b, device=x.device)[:, None, None]
+        crops = imgs.permute(0, 2, 3, 1)[bi, ry[:, :, None], rx[:, None, :]]  # (B,ch,cw,3)
+        crops = crops.permute(0, 3, 1, 2).contiguous()
+        in_y = (ry >= py[:, None]) & (ry < py[:, None] + window)
+        in_x = (rx >= px[:, None]) & (rx < px[:, None] + window)
+        keep = (~(in_y[:, :, None] & in_x[:, None, :])).to(x.dtype).unsqueeze(1)
+        filled = remover(crops, keep)  # (B,3,ch,cw)
+        out = imgs.clone()
+        flat = (ry[:, :, None] * W + rx[:, None, :]).reshape(b, 1, -1).expand(b, 3, -1)
+        out.view(b, 3, H * W).scatter_(2, flat, filled.reshape(b, 3, -1))
+        return out
+
+
 # ----------------------------------------------------------------------------------------------
 # superpixels
 # ----------------------------------------------------------------------------------------------
@@ -207,6 +269,45 @@ def superpixels(x: torch.Tensor, n_segments: int = 50, compactness: float = 30,
 # ----------------------------------------------------------------------------------------------
 # RISE masks
 # ----------------------------------------------------------------------------------------------
+
+
+class Coalitions:
+    """Per-image binary coalitions of superpixels: the mask set of LIME and KernelSHAP.
+
+    Sample ``j`` of image ``i`` keeps the superpixels ``k`` with ``z[i][j, k] = 1``:
+    ``keep = z[i][j, segments[i]]``.
+
+    Args:
+        segments: ``(N,H,W)`` long superpixel labels ``0..K_i-1``.
+        z: per image, a ``(S, K_i)`` {0,1} array or tensor; every image has the same S.
+    """
+
+    per_image = True
+    composites = None
+
+    def __init__(self, segments: torch.Tensor, z) -> None:
+        self.segments = segments
+        self.z = [torch.as_tensor(np.asarray(zi)) for zi in z]
+        counts = {zi.shape[0] for zi in self.z}
+        if len(self.z) != segments.shape[0] or len(counts) != 1:
+            raise ValueError("z must hold one (S, K_i) array per image, with the same S for all")
+        self.n = counts.pop()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def build(self, index, *, image, device=None, dtype: torch.dtype = torch.float32):
+        """Keep-masks ``(B,1,H,W)`` for samples ``index`` of images ``image``."""
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1).cpu()
+        image = torch.as_tensor(image, dtype=torch.long).reshape(-1).cpu()
+        H, W = self.segments.shape[-2:]
+        out = torch.empty(index.shape[0], 1, H, W, dtype=dtype, device=device)
+        for i in image.unique().tolist():
+            rows = (image == i).nonzero().squeeze(1)
+            zi = self.z[i][index[rows]].to(device=device, dtype=dtype)  # (b, K_i)
+            seg = self.segments[i].to(device)
+            out[rows.to(device), 0] = zi[:, seg]
+        return out
 
 
 def _mirror_interp(length: int, n: int) -> torch.Tensor:
@@ -262,9 +363,13 @@ class RiseMasks:
     def __len__(self) -> int:
         return self.n
 
-    def build(self, index, *, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Masks ``index`` as ``(len(index),1,H,W)`` in [0,1]."""
-        index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+    per_image = False
+    composites = None
+
+    def build(self, index, *, image=None, device=None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Masks ``index`` as ``(len(index),1,H,W)`` in [0,1] (the same for every ``image``)."""
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1).cpu()
         H, W = self.size
         rows = self._ay[self.shifts[index, 0, None] + torch.arange(H)]  # (B,H,s)
         cols = self._ax[self.shifts[index, 1, None] + torch.arange(W)]  # (B,W,s)

@@ -7,6 +7,7 @@ name          fill F                                                            
 ============  ===================================================================  =============
 ``gray``      the classifier's training mean colour (0 after normalisation)         yes
 ``blur``      Gaussian blur of x (``sigma``; 3 px at 64×64, 10 px at 224×224)      yes
+``insertion_blur``  RISE's insertion substrate: blur with ``klen=11, sigma=5``         yes
 ``noise``     one uniform colour + N(0, std²) per pixel, clamped, seeded            yes
 ``telea``     OpenCV's Telea fast-marching inpainting of the hole                   no
 ``ns``        OpenCV's Navier-Stokes inpainting of the hole                         no
@@ -35,6 +36,7 @@ Usage::
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import hashlib
 import math
@@ -44,7 +46,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from kit.models import Classifier, Inpainter, _check_images
+from kit.checks import images as _check_images
+from kit.models import Classifier, Inpainter
 
 
 def _check_keep(keep: torch.Tensor, x: torch.Tensor) -> None:
@@ -107,6 +110,14 @@ class Remover:
     def fill(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """The filler ``F(x, keep)``: ``(M,3,H,W)`` or broadcastable to it."""
         raise NotImplementedError  # abstract: each remover defines its fill
+
+    def take(self, index) -> Remover:
+        """This remover restricted to images ``index`` of the batch it was built for.
+
+        Removers without per-image data return themselves; :class:`Precomputed` (and the oracle)
+        slice their fills along with the images, so batching code never special-cases them.
+        """
+        return self
 
     def __call__(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Remove the pixels where ``keep`` is 0.
@@ -191,6 +202,36 @@ class Blur(Remover):
 
 
 @dataclass(frozen=True)
+class InsertionBlur(Remover):
+    """RISE's insertion substrate: a Gaussian blur of ``x`` with a fixed kernel size.
+
+    RISE blurs with ``klen=11, sigma=5`` (``evaluation.py``); kit's :class:`~kit.removers.Blur`
+    derives its kernel from sigma (``2*ceil(3*sigma)+1`` = 31 for sigma 5), which would blur far
+    more, so the reference kernel gets its own remover. Reflect padding, like ``Blur``.
+
+    Args:
+        sigma: Gaussian standard deviation in pixels.
+        klen: odd kernel size in pixels.
+    """
+
+    sigma: float = 5.0
+    klen: int = 11
+    name: ClassVar[str] = "insertion_blur"
+
+    def __post_init__(self):
+        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
+        if isinstance(self.klen, bool) or not isinstance(self.klen, int) or self.klen < 1 \
+                or self.klen % 2 == 0:
+            raise ValueError(f"klen must be an odd positive integer, got {self.klen!r}")
+
+    def fill(self, x, keep):
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        return gaussian_blur(x, [self.klen, self.klen], [float(self.sigma)] * 2)
+
+
+@dataclass(frozen=True)
 class Noise(Remover):
     """One uniform random colour plus N(0, std²) pixel noise, clamped to [0,1] (FIDO's infiller).
 
@@ -218,6 +259,7 @@ class Noise(Remover):
 class _OpenCV(Remover):
     radius: int = 3
     threshold: str | float = "gam"
+    empty_color: tuple[float, float, float] | None = None  # None = the world mean (Gray())
     differentiable: ClassVar[bool] = False
     _flag: ClassVar[int] = 0
 
@@ -238,14 +280,15 @@ class _OpenCV(Remover):
         # images get the gray remover's constant fill instead.
         empty = hole.flatten(1).all(dim=1).to(fill.device)
         if empty.any():
-            fill[empty] = Gray().fill(x[empty], keep[empty]).expand_as(fill[empty])
+            fill[empty] = Gray(self.empty_color).fill(x[empty], keep[empty]).expand_as(fill[empty])
         return fill
 
 
 @dataclass(frozen=True)
 class Telea(_OpenCV):
     """OpenCV fast-marching inpainting (Telea 2004) of the hole ``keep < tau``; an image with
-    no pixel kept gets the gray remover's fill (there is nothing to propagate)."""
+    no pixel kept gets the gray remover's fill (there is nothing to propagate), in
+    ``empty_color`` (:func:`get_remover` sets it to the explained classifier's mean)."""
 
     name: ClassVar[str] = "telea"
     _flag: ClassVar[int] = 1  # cv2.INPAINT_TELEA
@@ -312,6 +355,13 @@ class Precomputed(Remover):
 
     def __post_init__(self):
         _check_images("fill_image", self.fill_image)
+
+    def take(self, index) -> Precomputed:
+        """The fills of images ``index`` (a fill shared by the batch, ``(1,3,H,W)``, stays)."""
+        if self.fill_image.shape[0] == 1:
+            return self
+        index = torch.as_tensor(index, dtype=torch.long, device=self.fill_image.device)
+        return dataclasses.replace(self, fill_image=self.fill_image[index.reshape(-1)])
 
     def fill(self, x, keep):
         f = self.fill_image
@@ -421,6 +471,7 @@ class Cached(Remover):
 REMOVERS: dict[str, type[Remover]] = {
     "gray": Gray,
     "blur": Blur,
+    "insertion_blur": InsertionBlur,
     "noise": Noise,
     "telea": Telea,
     "ns": NS,
@@ -432,26 +483,56 @@ REMOVERS: dict[str, type[Remover]] = {
 """Name -> remover class; ``get_remover`` builds one."""
 
 
-def get_remover(spec: str | Remover, *, model: Classifier | None = None, **kwargs) -> Remover:
-    """Build a remover from a name (or pass a built one through).
+def get_remover(spec: str | Remover, *, model: Classifier | None = None, size=None,
+                backgrounds: torch.Tensor | None = None, **kwargs) -> Remover:
+    """The one remover resolver: build a remover from a name (or pass a built one through).
+
+    Size- and model-aware defaults live here and nowhere else:
+
+    * ``gray`` and the Telea/NS empty-hole fallback take their colour from ``model.mean`` (the
+      explained classifier's training mean: the world mean, or the ImageNet mean);
+    * ``blur`` takes ``sigma`` from ``size`` (:func:`kit.defaults.resolve`: 3 px at 64x64, 10 px
+      at 224x224) unless given;
+    * ``oracle`` is built from ``backgrounds``, the true backgrounds aligned with the images
+      (world only); :meth:`Remover.take` slices them along with the images.
 
     Args:
         spec: a :data:`REMOVERS` key or a :class:`Remover`.
-        model: the explained classifier; ``gray`` takes its default colour from ``model.mean``.
+        model: the explained classifier.
+        size: the image side (int) or ``(H, W)``; needed for size-aware defaults.
+        backgrounds: ``(N,3,H,W)`` true backgrounds for ``oracle``.
         **kwargs: the remover's fields (``sigma``, ``seed``, ``model``/``path`` for inpaint, ...).
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones) or bad options.
+        ValueError: unknown name (the message lists the valid ones), bad options, or ``oracle``
+            without ``backgrounds``.
     """
     if isinstance(spec, Remover):
         if kwargs:
             raise ValueError(f"options {sorted(kwargs)} given with an already-built remover {spec}")
         return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"remover must be a remover name or a kit.removers.Remover, "
+                        f"got {type(spec).__name__}")
     if spec not in REMOVERS:
         raise ValueError(f"unknown remover {spec!r}; valid names: {', '.join(REMOVERS)}")
     cls = REMOVERS[spec]
-    if cls is Gray and model is not None and kwargs.get("color") is None:
-        kwargs["color"] = tuple(model.mean)
+    mean = getattr(model, "mean", None)
+    if cls is Gray and mean is not None and kwargs.get("color") is None:
+        kwargs["color"] = tuple(float(c) for c in mean)
+    if issubclass(cls, _OpenCV) and mean is not None and kwargs.get("empty_color") is None:
+        kwargs["empty_color"] = tuple(float(c) for c in mean)
+    if issubclass(cls, Blur) and "sigma" not in kwargs and size is not None:
+        from kit.checks import size2
+        from kit.defaults import resolve
+
+        kwargs["sigma"] = float(resolve("blur_sigma", min(size2("size", size))))
+    if cls is TrueBackground:
+        if backgrounds is None and "fill_image" not in kwargs:
+            raise ValueError("remover 'oracle' needs backgrounds= (the true backgrounds aligned "
+                             "with the images, e.g. WorldBatch.backgrounds); it exists only for "
+                             "the embedded world")
+        kwargs.setdefault("fill_image", backgrounds)
     try:
         return cls(**kwargs)
     except TypeError as err:

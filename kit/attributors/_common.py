@@ -1,4 +1,8 @@
-"""Shared engine of the attributors: input checks, class scores, batched forwards, state guard."""
+"""What every attributor shares: input checks and the model-state guard.
+
+Class scores, batched forwards and the perturbation loop live in :mod:`kit.engine`; argument
+checks in :mod:`kit.checks`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import contextlib
 
 import torch
 
-from kit.models import _check_images
-
-SCORES = ("prob", "logit", "logprob")
+from kit.checks import images as _check_images
+from kit.checks import positive_int as check_positive_int  # noqa: F401 (attributor vocabulary)
+from kit.engine import SCORES, batched_scores, check_score, class_score  # noqa: F401
 
 
 def check_inputs(model, x: torch.Tensor, target) -> torch.Tensor:
@@ -38,46 +42,6 @@ def check_inputs(model, x: torch.Tensor, target) -> torch.Tensor:
     return t.to(x.device)
 
 
-def check_score(score: str) -> str:
-    """Raise unless ``score`` is one of :data:`SCORES`."""
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
-    return score
-
-
-def class_score(logits: torch.Tensor, target: torch.Tensor, score: str = "prob") -> torch.Tensor:
-    """The explained scalar per row: softmax probability, logit or log-probability of ``target``.
-
-    Args:
-        logits: ``(B,C)``; target: ``(B,)`` long.
-    """
-    if score == "prob":
-        vals = logits.softmax(1)
-    elif score == "logprob":
-        vals = logits.log_softmax(1)
-    elif score == "logit":
-        vals = logits
-    else:
-        check_score(score)
-    return vals.gather(1, target.view(-1, 1)).squeeze(1)
-
-
-@torch.inference_mode()
-def batched_scores(model, images: torch.Tensor, target: torch.Tensor, score: str,
-                   batch_size: int) -> torch.Tensor:
-    """``class_score`` of ``model`` on many images, ``batch_size`` per forward pass.
-
-    Args:
-        images: ``(B,3,H,W)``; target: ``(B,)`` or ``(1,)`` (broadcast).
-    """
-    out = []
-    for i in range(0, images.shape[0], batch_size):
-        chunk = images[i : i + batch_size]
-        t = target.expand(images.shape[0])[i : i + batch_size]
-        out.append(class_score(model(chunk), t, score))
-    return torch.cat(out)
-
-
 @contextlib.contextmanager
 def model_guard(model: torch.nn.Module):
     """Restore training mode and ``requires_grad`` flags on exit; fail loudly on leaked hooks."""
@@ -98,10 +62,3 @@ def model_guard(model: torch.nn.Module):
             p.requires_grad_(flag)
         if n_hooks() != hooks:  # a method forgot to remove a hook: a bug in kit, not user input
             raise RuntimeError("an attributor left hooks registered on the model")
-
-
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    """Raise a clear error unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value

@@ -38,25 +38,17 @@ Usage::
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm  # plain bars: tqdm.auto warns without ipywidgets
 
-from kit.attributors._common import (
-    check_inputs,
-    check_positive_int,
-    check_score,
-    class_score,
-    model_guard,
-)
-from kit.attributors.sliding_patch import model_input
-from kit.masks import superpixels
+from kit import checks
+from kit.attributors._common import check_inputs, model_guard
+from kit.engine import BATCH_SIZE, check_score, score_masks
+from kit.masks import Coalitions, superpixels
 from kit.removers import get_remover
-
-BATCH_SIZE = 64
-"""Default samples per remover call and forward pass."""
 
 
 @dataclass(frozen=True)
@@ -95,19 +87,21 @@ def lime_weights(z: np.ndarray, kernel_width: float) -> np.ndarray:
     return np.sqrt(np.exp(-(d**2) / kernel_width**2))
 
 
-def _check_number(name: str, value, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        value > 0 if positive else value >= 0
-    ):
-        raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} "
-                         f"number, got {value!r}")
-    return float(value)
+def masks(x: torch.Tensor, *, n_samples: int = 500, n_segments: int = 50,
+          compactness: float = 30, sigma: float | None = None, seed: int = 0,
+          **_params) -> Coalitions:
+    """The mask set LIME uses on images ``x``: its SLIC segments and its stock coalition draw."""
+    checks.positive_int("n_samples", n_samples, 2)
+    checks.seed("seed", seed)
+    segments = superpixels(x, n_segments, compactness, sigma)
+    z = [lime_samples(n_samples, int(seg.max()) + 1, seed) for seg in segments]
+    return Coalitions(segments, z)
 
 
-def lime_explain(model, x: torch.Tensor, target, *, remover="gray", n_samples: int = 500,
+def lime_explain(model, x: torch.Tensor, target, *, remover="gray", seed: int = 0,
+                 batch_size: int = BATCH_SIZE, progress: bool = False, n_samples: int = 500,
                  n_segments: int = 50, compactness: float = 30, sigma: float | None = None,
-                 kernel_width: float = 0.25, score: str = "prob", seed: int = 0,
-                 batch_size: int = BATCH_SIZE, progress: bool = False) -> LimeResult:
+                 kernel_width: float = 0.25, score: str = "prob") -> LimeResult:
     """LIME with its diagnostics: map, segments, coefficients, intercept, surrogate R^2.
 
     Args:
@@ -130,58 +124,41 @@ def lime_explain(model, x: torch.Tensor, target, *, remover="gray", n_samples: i
 
     t = check_inputs(model, x, target)
     check_score(score)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("n_samples", n_samples, 2)
-    _check_number("kernel_width", kernel_width)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    rem = get_remover(remover, model=model)
-    segments = superpixels(x, n_segments, compactness, sigma)
+    checks.positive_int("batch_size", batch_size)
+    checks.number("kernel_width", kernel_width, minimum=0, strict=True)
+    coalitions = masks(x, n_samples=n_samples, n_segments=n_segments, compactness=compactness,
+                       sigma=sigma, seed=seed)
+    rem = get_remover(remover, model=model, size=tuple(x.shape[-2:]))
+    segments = coalitions.segments
     n, (H, W) = x.shape[0], x.shape[-2:]
+    with model_guard(model):
+        ys = score_masks(model, x.detach(), t, coalitions, rem, score=score,
+                         batch_size=batch_size, progress=progress, desc="lime").cpu()
     sal = torch.empty(n, 1, H, W, dtype=torch.float32, device=x.device)
     coefs, intercepts, scores = [], [], []
-    starts = range(0, n_samples, batch_size)
-    bar = tqdm(total=n * len(starts), disable=not progress, desc="lime", leave=False)
-    with model_guard(model), bar:
-        x = x.detach()
-        for i in range(n):
-            seg = segments[i]
-            k = int(seg.max()) + 1
-            z = lime_samples(n_samples, k, seed)
-            zt = torch.from_numpy(z).to(device=x.device, dtype=x.dtype)
-            y = torch.empty(n_samples, dtype=torch.float64)
-            with torch.inference_mode():
-                for start in starts:
-                    stop = min(start + batch_size, n_samples)
-                    keep = zt[start:stop][:, seg].unsqueeze(1)  # (B,1,H,W)
-                    s = class_score(model(model_input(rem(x[i : i + 1], keep))),
-                                    t[i].expand(stop - start), score)
-                    y[start:stop] = s.double().cpu()
-                    bar.update()
-            w = lime_weights(z, kernel_width)
-            ridge = Ridge(alpha=1.0, fit_intercept=True)
-            ridge.fit(z, y.numpy(), sample_weight=w)
-            coef = torch.from_numpy(np.asarray(ridge.coef_, dtype=np.float64).copy())
-            coefs.append(coef)
-            intercepts.append(float(ridge.intercept_))
-            scores.append(float(ridge.score(z, y.numpy(), sample_weight=w)))
-            sal[i, 0] = coef.to(device=x.device)[seg].float()
+    for i in range(n):
+        z, y = coalitions.z[i].numpy(), ys[i].numpy()
+        w = lime_weights(z, kernel_width)
+        ridge = Ridge(alpha=1.0, fit_intercept=True)
+        ridge.fit(z, y, sample_weight=w)
+        coef = torch.from_numpy(np.asarray(ridge.coef_, dtype=np.float64).copy())
+        coefs.append(coef)
+        intercepts.append(float(ridge.intercept_))
+        scores.append(float(ridge.score(z, y, sample_weight=w)))
+        sal[i, 0] = coef.to(device=x.device)[segments[i]].float()
     return LimeResult(sal, segments, tuple(coefs), torch.tensor(intercepts, dtype=torch.float64),
                       torch.tensor(scores, dtype=torch.float64))
 
 
-def lime(model, x: torch.Tensor, target, *, remover="gray", n_samples: int = 500,
-         n_segments: int = 50, compactness: float = 30, sigma: float | None = None,
-         kernel_width: float = 0.25, score: str = "prob", seed: int = 0,
-         batch_size: int = BATCH_SIZE, progress: bool = False) -> torch.Tensor:
+def lime(model, x: torch.Tensor, target, **kwargs) -> torch.Tensor:
     """LIME map: each pixel gets the Ridge coefficient of its superpixel (signed).
 
-    Args: as :func:`lime_explain`.
+    Args: as :func:`lime_explain` (same keywords, same defaults).
 
     Returns:
         ``(N,1,H,W)`` float32 on ``x.device``, piecewise constant on the superpixels.
     """
-    return lime_explain(model, x, target, remover=remover, n_samples=n_samples,
-                        n_segments=n_segments, compactness=compactness, sigma=sigma,
-                        kernel_width=kernel_width, score=score, seed=seed,
-                        batch_size=batch_size, progress=progress).sal
+    return lime_explain(model, x, target, **kwargs).sal
+
+
+lime.__signature__ = inspect.signature(lime_explain).replace(return_annotation="torch.Tensor")

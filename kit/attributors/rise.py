@@ -24,26 +24,24 @@ Usage::
 from __future__ import annotations
 
 import torch
-from tqdm import tqdm  # plain bars: tqdm.auto warns without ipywidgets
 
-from kit.attributors._common import (
-    check_inputs,
-    check_positive_int,
-    check_score,
-    class_score,
-    model_guard,
-)
-from kit.attributors.sliding_patch import model_input
+from kit.attributors._common import check_inputs, model_guard
+from kit.checks import positive_int
+from kit.engine import BATCH_SIZE, check_score, score_masks
 from kit.masks import RiseMasks
 from kit.removers import get_remover
 
-BATCH_SIZE = 64
-"""Default masks per remover call and forward pass."""
+
+def masks(x: torch.Tensor, *, n_masks: int = 4000, s: int = 7, p: float = 0.5, seed: int = 0,
+          **_params) -> RiseMasks:
+    """The mask set RISE uses on images like ``x`` (the same N masks for every image)."""
+    return RiseMasks(positive_int("n_masks", n_masks), tuple(x.shape[-2:]),
+                     positive_int("s", s), p, seed)
 
 
-def rise(model, x: torch.Tensor, target, *, remover="gray", n_masks: int = 4000, s: int = 7,
-         p: float = 0.5, score: str = "prob", seed: int = 0, batch_size: int = BATCH_SIZE,
-         progress: bool = False) -> torch.Tensor:
+def rise(model, x: torch.Tensor, target, *, remover="gray", seed: int = 0,
+         batch_size: int = BATCH_SIZE, progress: bool = False, n_masks: int = 4000, s: int = 7,
+         p: float = 0.5, score: str = "prob") -> torch.Tensor:
     """RISE saliency: score-weighted mean of random keep-masks.
 
     Args:
@@ -51,38 +49,32 @@ def rise(model, x: torch.Tensor, target, *, remover="gray", n_masks: int = 4000,
         x: ``(N,3,H,W)`` float images in [0,1].
         target: int or ``(N,)`` long, the explained class.
         remover: a :mod:`kit.removers` name or object (``"gray"``: RISE; ``"inpaint"``: RISE-G).
+        seed: seed of the private mask generator.
+        batch_size: masks per remover call and forward pass.
+        progress: show a tqdm bar.
         n_masks: number of masks N (project choice 4000).
         s: grid cells per side (7).
         p: probability of keeping a cell (0.5).
         score: ``"prob"`` (default), ``"logit"`` or ``"logprob"``.
-        seed: seed of the private mask generator.
-        batch_size: masks per remover call and forward pass.
-        progress: show a tqdm bar.
 
     Returns:
         ``(N,1,H,W)`` float32 on ``x.device``.
     """
     t = check_inputs(model, x, target)
     check_score(score)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("n_masks", n_masks)
-    check_positive_int("s", s)
+    positive_int("batch_size", batch_size)
+    mset = masks(x, n_masks=n_masks, s=s, p=p, seed=seed)
     n, (H, W) = x.shape[0], x.shape[-2:]
-    masks = RiseMasks(n_masks, (H, W), s, p, seed)
-    rem = get_remover(remover, model=model)
+    rem = get_remover(remover, model=model, size=(H, W))
     total = torch.zeros(n, H * W, dtype=torch.float64, device=x.device)
-    starts = range(0, n_masks, batch_size)
-    bar = tqdm(total=len(starts), disable=not progress, desc="rise", leave=False)
-    with model_guard(model), torch.inference_mode(), bar:
-        x = x.detach()
-        for start in starts:
-            idx = torch.arange(start, min(start + batch_size, n_masks))
-            m = masks.build(idx, device=x.device, dtype=x.dtype)  # (B,1,H,W)
-            flat = m.reshape(idx.shape[0], H * W).double()
-            for i in range(n):
-                xt = model_input(rem(x[i : i + 1], m))
-                sc = class_score(model(xt), t[i].expand(idx.shape[0]), score)
-                total[i] += sc.double() @ flat
-            bar.update()
-    sal = total / (n_masks * masks.p)
+
+    def accumulate(img, idx, keep, sc):  # sum_i S_t(R(x, M_i)) M_i(u), without a second build
+        total.index_add_(0, img, sc.double()[:, None] * keep.reshape(-1, H * W).double())
+
+    # Chunks never mix images when batch_size divides n_masks; either way the sums are the
+    # same up to float64 summation order.
+    with model_guard(model):
+        score_masks(model, x.detach(), t, mset, rem, score=score, batch_size=batch_size,
+                    progress=progress, desc="rise", on_batch=accumulate)
+    sal = total / (n_masks * mset.p)
     return sal.float().reshape(n, 1, H, W).clone()

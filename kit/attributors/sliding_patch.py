@@ -40,41 +40,29 @@ Usage::
 from __future__ import annotations
 
 import torch
-from tqdm import tqdm  # plain bars: tqdm.auto warns without ipywidgets
 
-from kit.attributors._common import (
-    batched_scores,
-    check_inputs,
-    check_positive_int,
-    check_score,
-    class_score,
-    model_guard,
-)
+from kit.attributors._common import check_inputs, model_guard
+from kit.checks import boolean, positive_int
 from kit.defaults import resolve
-from kit.masks import grid_shape, window_masks
+from kit.engine import BATCH_SIZE, batched_scores, check_score, score_masks
+from kit.masks import SlidingWindows
 from kit.removers import Noise, Precomputed, get_remover
-
-BATCH_SIZE = 64
-"""Default masks per remover call and forward pass."""
-
-
-def model_input(x: torch.Tensor) -> torch.Tensor:
-    """Composites laid out for the forward pass: channels-last on the CPU, unchanged elsewhere.
-
-    Same values, another memory layout: oneDNN's CPU convolutions run faster on channels-last
-    inputs (measured 1.5x on the world classifier, 1.2x on ResNet-50, see
-    ``benchmarks/attributors.py``). Shared by the perturbation attributors.
-    """
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
 def _geometry(x: torch.Tensor, window, stride) -> tuple[int, int]:
     side = min(x.shape[-2:])
     window = resolve("sp_window", side) if window is None else window
     stride = resolve("sp_stride", side) if stride is None else stride
-    check_positive_int("window", window)
-    check_positive_int("stride", stride)
+    positive_int("window", window)
+    positive_int("stride", stride)
     return window, stride
+
+
+def masks(x: torch.Tensor, *, window: int | None = None, stride: int | None = None,
+          local: bool = False, margin: int | None = None, **_params) -> SlidingWindows:
+    """The mask set SP uses on images like ``x``: the windows it removes, local or not."""
+    window, stride = _geometry(x, window, stride)
+    return SlidingWindows(tuple(x.shape[-2:]), window, stride, local=local, margin=margin)
 
 
 def geometry(size: tuple[int, int], *, window: int | None = None, stride: int | None = None,
@@ -86,35 +74,10 @@ def geometry(size: tuple[int, int], *, window: int | None = None, stride: int | 
     return {"mode": "coverage", "window": int(window), "stride": int(stride)}
 
 
-def _local_composites(remover, img: torch.Tensor, index: torch.Tensor, n_w: int, window: int,
-                      stride: int, margin: int) -> torch.Tensor:
-    """Composites of ``img`` (3,H,W) for positions ``index``, filled on crops around the patch.
-
-    Returns ``(B,3,H,W)``: the original image with each crop replaced by ``remover(crop, keep)``.
-    """
-    _, H, W = img.shape
-    ch, cw = min(window + 2 * margin, H), min(window + 2 * margin, W)
-    py, px = (index // n_w) * stride, (index % n_w) * stride  # patch top-left
-    y0 = (py - margin).clamp(0, H - ch)
-    x0 = (px - margin).clamp(0, W - cw)
-    ry = y0[:, None] + torch.arange(ch, device=img.device)  # (B,ch) image rows of each crop
-    rx = x0[:, None] + torch.arange(cw, device=img.device)  # (B,cw)
-    crops = img[:, ry[:, :, None], rx[:, None, :]].permute(1, 0, 2, 3)  # (B,3,ch,cw)
-    in_y = (ry >= py[:, None]) & (ry < py[:, None] + window)
-    in_x = (rx >= px[:, None]) & (rx < px[:, None] + window)
-    keep = (~(in_y[:, :, None] & in_x[:, None, :])).to(img.dtype).unsqueeze(1)
-    filled = remover(crops, keep)  # (B,3,ch,cw)
-    b = index.shape[0]
-    out = img.unsqueeze(0).repeat(b, 1, 1, 1)
-    flat = (ry[:, :, None] * W + rx[:, None, :]).reshape(b, 1, -1).expand(b, 3, -1)
-    out.view(b, 3, H * W).scatter_(2, flat, filled.reshape(b, 3, -1))
-    return out
-
-
-def sliding_patch(model, x: torch.Tensor, target, *, remover="gray", window: int | None = None,
-                  stride: int | None = None, score: str = "prob", batch_size: int = BATCH_SIZE,
-                  progress: bool = False, local: bool = False,
-                  margin: int | None = None) -> torch.Tensor:
+def sliding_patch(model, x: torch.Tensor, target, *, remover="gray", seed: int = 0,
+                  batch_size: int = BATCH_SIZE, progress: bool = False,
+                  window: int | None = None, stride: int | None = None, score: str = "prob",
+                  local: bool = False, margin: int | None = None) -> torch.Tensor:
     """Sliding-patch occlusion map: score drop when each patch is removed.
 
     Args:
@@ -128,6 +91,7 @@ def sliding_patch(model, x: torch.Tensor, target, *, remover="gray", window: int
         score: ``"prob"`` (default), ``"logit"`` or ``"logprob"``.
         batch_size: masks per remover call and forward pass.
         progress: show a tqdm bar.
+        seed: accepted for the uniform signature; SP is deterministic.
         local: fill each patch from a local crop (see the module docstring).
         margin: crop margin around the patch for ``local=True``; None = ``window``.
 
@@ -141,16 +105,13 @@ def sliding_patch(model, x: torch.Tensor, target, *, remover="gray", window: int
     """
     t = check_inputs(model, x, target)
     check_score(score)
-    check_positive_int("batch_size", batch_size)
+    positive_int("batch_size", batch_size)
     window, stride = _geometry(x, window, stride)
-    H, W = x.shape[-2:]
-    n_h, n_w = grid_shape((H, W), window, stride)
-    rem = get_remover(remover, model=model)
-    if not isinstance(local, bool):
-        raise TypeError(f"local must be a bool, got {local!r}")
+    rem = get_remover(remover, model=model, size=tuple(x.shape[-2:]))
+    boolean("local", local)
     if local:
         margin = window if margin is None else margin
-        check_positive_int("margin", margin, 0)
+        positive_int("margin", margin, 0)
         if isinstance(rem, (Precomputed, Noise)):
             raise ValueError(
                 f"local=True needs a remover whose fill is local (gray, blur, telea, ns, "
@@ -158,23 +119,10 @@ def sliding_patch(model, x: torch.Tensor, target, *, remover="gray", window: int
             )
     elif margin is not None:
         raise ValueError("margin is only used with local=True")
-    n, k = x.shape[0], n_h * n_w
-    out = torch.empty(n, k, dtype=torch.float64, device=x.device)
-    starts = range(0, k, batch_size)
-    bar = tqdm(total=n * len(starts), disable=not progress, desc="sliding_patch", leave=False)
-    with model_guard(model), torch.inference_mode(), bar:
+    windows = masks(x, window=window, stride=stride, local=local, margin=margin)
+    with model_guard(model):
         x = x.detach()
-        p0 = batched_scores(model, x, t, score, batch_size)
-        for i in range(n):
-            for start in starts:
-                idx = torch.arange(start, min(start + batch_size, k), device=x.device)
-                if local:
-                    xt = _local_composites(rem, x[i], idx, n_w, window, stride, margin)
-                else:
-                    keep = window_masks((H, W), window, stride, idx, device=x.device,
-                                        dtype=x.dtype)
-                    xt = rem(x[i : i + 1], keep)
-                s = class_score(model(model_input(xt)), t[i].expand(idx.shape[0]), score)
-                out[i, idx] = (p0[i] - s).double()
-                bar.update()
-    return out.float().reshape(n, 1, n_h, n_w).clone()
+        p0 = batched_scores(model, x, t, score, batch_size).double()
+        s = score_masks(model, x, t, windows, rem, score=score, batch_size=batch_size,
+                        progress=progress, desc="sliding_patch")
+    return (p0[:, None] - s).float().reshape(x.shape[0], 1, *windows.grid).clone()

@@ -68,36 +68,6 @@ INSERTION_BLUR = "insertion_blur"
 """Remover name of RISE's insertion substrate (:class:`InsertionBlur`)."""
 
 
-@dataclass(frozen=True)
-class InsertionBlur(Remover):
-    """RISE's insertion substrate: a Gaussian blur of ``x`` with a fixed kernel size.
-
-    RISE blurs with ``klen=11, sigma=5`` (``evaluation.py``); kit's :class:`~kit.removers.Blur`
-    derives its kernel from sigma (``2*ceil(3*sigma)+1`` = 31 for sigma 5), which would blur far
-    more, so the reference kernel gets its own remover. Reflect padding, like ``Blur``.
-
-    Args:
-        sigma: Gaussian standard deviation in pixels.
-        klen: odd kernel size in pixels.
-    """
-
-    sigma: float = 5.0
-    klen: int = 11
-    name: ClassVar[str] = INSERTION_BLUR
-
-    def __post_init__(self):
-        if not (isinstance(self.sigma, (int, float)) and self.sigma > 0):
-            raise ValueError(f"sigma must be a positive number, got {self.sigma!r}")
-        if isinstance(self.klen, bool) or not isinstance(self.klen, int) or self.klen < 1 \
-                or self.klen % 2 == 0:
-            raise ValueError(f"klen must be an odd positive integer, got {self.klen!r}")
-
-    def fill(self, x, keep):
-        from torchvision.transforms.v2.functional import gaussian_blur
-
-        return gaussian_blur(x, [self.klen, self.klen], [float(self.sigma)] * 2)
-
-
 @dataclass(frozen=True, eq=False)
 class Curve:
     """Deletion or insertion curves of N images.
