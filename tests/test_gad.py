@@ -1,4 +1,5 @@
-"""GAD (kit.gad): distancing, cached support models, fusion, RC / RS (methods.md §3.8, §4.7).
+"""GAD: distancing and cached support models (kit.studies.gad), fusion (kit.attributors.gad),
+RC / RS (kit.metrics.gad); methods.md §3.8, §4.7.
 
 Toy models only (no world rendering, no shipped weights), so the file runs in seconds.
 """
@@ -12,7 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from kit import gad
+from kit import cache
+from kit.attributors import gad as fusion
+from kit.metrics import gad as ratios
+from kit.studies import gad as study
 from kit.models import Classifier
 
 H = W = 12
@@ -65,7 +69,7 @@ TRAIN = dict(k=2, epochs=2, lr=1e-2, batch_size=8)
 @pytest.mark.parametrize("alpha", [0, 2, 8, 3.5])
 def test_distanced_targets_move_the_pair_margin_by_alpha(alpha):
     logits = torch.randn(5, 4)
-    z = gad.distanced_targets(logits, 1, 3, alpha)
+    z = study.distanced_targets(logits, 1, 3, alpha)
     torch.testing.assert_close((z[:, 1] - z[:, 3]) - (logits[:, 1] - logits[:, 3]),
                                torch.full((5,), float(alpha)))
     torch.testing.assert_close(z[:, 1] - logits[:, 1], torch.full((5,), alpha / 2))
@@ -77,14 +81,14 @@ def test_trained_support_models_move_the_margin_and_leave_the_original(tmp_path)
     before = _state(model)
     x = _images(32)
     alpha = 6.0
-    sup = gad.train_support_models(model, (0, 1), alpha, images=x, k=2, epochs=30, lr=1e-2,
+    sup = study.train_support_models(model, (0, 1), alpha, images=x, k=2, epochs=30, lr=1e-2,
                                    batch_size=8, cache_dir=tmp_path)
     assert _same(before, _state(model)), "the original model was modified"
     assert all(not p.requires_grad for p in model.parameters())
-    m0 = gad.pair_margin(model, x, 0, 1)
+    m0 = ratios.pair_margin(model, x, 0, 1)
     for m in sup.models:
         assert not m.training and all(not p.requires_grad for p in m.parameters())
-        shift = (gad.pair_margin(m, x, 0, 1) - m0).mean().item()
+        shift = (ratios.pair_margin(m, x, 0, 1) - m0).mean().item()
         assert 0.7 * alpha < shift < 1.3 * alpha, shift
         # other logits stay close to the original ones (MSE on all logits)
         with torch.inference_mode():
@@ -99,21 +103,21 @@ def test_trained_support_models_move_the_margin_and_leave_the_original(tmp_path)
 
 def test_support_cache_hit_miss(tmp_path):
     model, x = _tiny(), _images(16)
-    first = gad.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, **TRAIN)
+    first = study.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, **TRAIN)
     assert first.from_cache == (False, False)
     assert sorted(p.stem for p in tmp_path.glob("*.pt")) == sorted(first.keys)
-    again = gad.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, **TRAIN)
+    again = study.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, **TRAIN)
     assert again.from_cache == (True, True) and again.keys == first.keys
     for m1, m2 in zip(first.models, again.models, strict=True):
         assert _same(_state(m1), _state(m2))
     assert again.losses == first.losses
     # one more copy: the first two are hits, the new one is trained
-    more = gad.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path,
+    more = study.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path,
                                     **{**TRAIN, "k": 3})
     assert more.from_cache == (True, True, False)
     # cache=False neither reads nor writes
     n_files = len(list(tmp_path.glob("*.pt")))
-    off = gad.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, cache=False,
+    off = study.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, cache=False,
                                    **TRAIN)
     assert off.from_cache == (False, False) and len(list(tmp_path.glob("*.pt"))) == n_files
 
@@ -123,7 +127,7 @@ def test_support_cache_hit_miss(tmp_path):
 def test_support_cache_key_covers_the_configuration(tmp_path, change):
     model, x = _tiny(), _images(16)
     base = dict(classes=(0, 1), alpha=4.0, images=x, **TRAIN, seed=0)
-    ref = gad.train_support_models(model, cache_dir=tmp_path, **base)
+    ref = study.train_support_models(model, cache_dir=tmp_path, **base)
     changed = dict(base)
     if change == "alpha":
         changed["alpha"] = 2.0
@@ -140,7 +144,7 @@ def test_support_cache_key_covers_the_configuration(tmp_path, change):
     elif change == "images":
         changed["images"] = x.flip(-1)
     other_model = _tiny(seed=1) if change == "model" else model
-    res = gad.train_support_models(other_model, cache_dir=tmp_path, **changed)
+    res = study.train_support_models(other_model, cache_dir=tmp_path, **changed)
     if change == "seed":  # copy seeds 1, 2 vs 0, 1: copy 1 is shared, copy 2 is new
         assert res.keys[0] == ref.keys[1] and res.from_cache == (True, False)
     else:
@@ -149,21 +153,40 @@ def test_support_cache_key_covers_the_configuration(tmp_path, change):
 
 def test_support_training_is_deterministic(tmp_path):
     model, x = _tiny(), _images(16)
-    a = gad.train_support_models(model, (0, 1), 4, images=x, cache=False, **TRAIN)
-    b = gad.train_support_models(model, (0, 1), 4, images=x, cache=False, **TRAIN)
+    a = study.train_support_models(model, (0, 1), 4, images=x, cache=False, **TRAIN)
+    b = study.train_support_models(model, (0, 1), 4, images=x, cache=False, **TRAIN)
     for m1, m2 in zip(a.models, b.models, strict=True):
         assert _same(_state(m1), _state(m2))
     # different copy seeds see the data in a different order, so the copies differ
     assert not _same(_state(a.models[0]), _state(a.models[1]))
 
 
-def test_cached_file_loads_with_weights_only(tmp_path):
+def test_cached_file_is_a_verified_cache_entry(tmp_path):
     model, x = _tiny(), _images(16)
-    sup = gad.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, **TRAIN)
-    blob = torch.load(tmp_path / f"{sup.keys[0]}.pt", weights_only=True)
+    sup = study.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, **TRAIN)
+    blob = cache.read(tmp_path / f"{sup.keys[0]}.pt")  # kit.cache: checksummed, weights_only
     assert set(blob) == {"state_dict", "config", "loss", "seconds"}
     config = json.loads(blob["config"])
-    assert config["alpha"] == 4.0 and gad.support_key(config) == sup.keys[0]
+    assert config["alpha"] == 4.0 and study.support_key(config) == sup.keys[0]
+
+
+def test_corrupted_cache_entry_is_retrained_and_overwritten(tmp_path):
+    model, x = _tiny(), _images(16)
+    first = study.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path, **TRAIN)
+    path = tmp_path / f"{first.keys[0]}.pt"
+    path.write_bytes(path.read_bytes()[:100])  # truncated file
+    with pytest.warns(RuntimeWarning, match="unreadable or corrupted"):
+        again = study.train_support_models(model, (0, 1), 4, images=x, cache_dir=tmp_path,
+                                           **TRAIN)
+    assert again.from_cache == (False, True)
+    assert _same(_state(again.models[0]), _state(first.models[0]))  # deterministic retraining
+    assert cache.read(path) is not None  # overwritten with a good entry
+
+
+def test_default_cache_folder_follows_kit_cache_at_call_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))  # set after kit was imported
+    sup = study.train_support_models(_tiny(), (0, 1), 4, images=_images(16), **TRAIN)
+    assert sorted(p.stem for p in (tmp_path / "gad").glob("*.pt")) == sorted(sup.keys)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,16 +196,16 @@ def test_cached_file_loads_with_weights_only(tmp_path):
 
 def test_top_q_counts_and_breaks_ties_by_index():
     sal = torch.tensor([[3.0, 1.0, 1.0, 1.0, -2.0]]).view(1, 1, 1, 5)
-    assert gad.top_q(sal, 0.4).view(-1).tolist() == [True, True, False, False, False]
-    assert gad.top_q(sal, 0.01).sum() == 1  # at least one pixel
-    assert gad.top_q(sal, 1.0).all()
+    assert fusion.top_q(sal, 0.4).view(-1).tolist() == [True, True, False, False, False]
+    assert fusion.top_q(sal, 0.01).sum() == 1  # at least one pixel
+    assert fusion.top_q(sal, 1.0).all()
 
 
 def test_fusion_keeps_only_consistent_features():
     # 10 pixels, q = 0.3 -> top 3 of each map; pixels 0 and 5 are in both top sets
     a1 = torch.tensor([9.0, 8.0, 0.0, 0.0, 0.0, 7.0, 0.0, 0.0, 0.0, -10.0]).view(1, 1, 2, 5)
     a2 = torch.tensor([2.0, 0.0, 0.0, 0.0, 0.0, 4.0, 3.0, 0.0, 0.0, 0.0]).view(1, 1, 2, 5)
-    sal, support = gad.fuse([a1, a2], q=0.3)
+    sal, support = fusion.fuse([a1, a2], q=0.3)
     assert support.view(-1).nonzero().view(-1).tolist() == [0, 5]
     expected = torch.zeros(10)
     expected[0] = (9 / 10 + 2 / 4) / 2  # normalised by max|A_j|: 10 and 4
@@ -192,12 +215,12 @@ def test_fusion_keeps_only_consistent_features():
 
 def test_gad_explain_with_identical_models_is_the_normalised_baseline():
     model, x = _tiny(), _images(3)
-    base = gad.baseline_explain("input_x_gradient", model, x, 0)
-    res = gad.gad_explain("input_x_gradient", [model, model], x, 0)
+    base = fusion.baseline_explain("input_x_gradient", model, x, 0)
+    res = fusion.gad_explain("input_x_gradient", [model, model], x, 0)
     assert torch.equal(res.support, base.support)
-    torch.testing.assert_close(res.sal, gad.normalise(base.sal) * base.support)
+    torch.testing.assert_close(res.sal, fusion.normalise(base.sal) * base.support)
     assert res.maps.shape == (2, 3, 1, H, W)
-    wrapped = gad.gad("input_x_gradient", [model, model])
+    wrapped = fusion.gad("input_x_gradient", [model, model])
     torch.testing.assert_close(wrapped(model, x, 0), res.sal)
 
 
@@ -224,9 +247,9 @@ def _toy_ratio_model():
 def test_rc_of_identical_supports_is_one_and_of_a_subset_below_one():
     model, x = _toy_ratio_model(), torch.full((1, 3, H, W), 0.5)
     s0 = _block(2, 8, 1, 5)
-    same = gad.gad_ratios(model, x, 0, 1, s0, s0)
+    same = ratios.gad_ratios(model, x, 0, 1, s0, s0)
     assert same.rc[0] == 1.0 and same.rs[0] == pytest.approx(1.0)
-    sub = gad.gad_ratios(model, x, 0, 1, _block(3, 6, 2, 4), s0)
+    sub = ratios.gad_ratios(model, x, 0, 1, _block(3, 6, 2, 4), s0)
     assert sub.rc[0] < 1.0
     assert sub.rc[0] == pytest.approx((3 * 2) / (6 * 4))
 
@@ -236,8 +259,8 @@ def test_rs_on_a_linear_model_in_closed_form():
     x = torch.full((1, 3, H, W), 0.5)
     s0 = _block(0, 4, 0, 4)        # left half: d = 1, 16 pixels
     s_gad = _block(5, 7, 7, 10)    # right half: d = 2, 6 pixels
-    assert torch.equal(gad.convex_hull(s0), s0) and torch.equal(gad.convex_hull(s_gad), s_gad)
-    r = gad.gad_ratios(model, x, 0, 1, s_gad, s0, remover="gray")
+    assert torch.equal(ratios.convex_hull(s0), s0) and torch.equal(ratios.convex_hull(s_gad), s_gad)
+    r = ratios.gad_ratios(model, x, 0, 1, s_gad, s0, remover="gray")
     # gray fills 0 (the classifier's mean), so the margin drop is sum_hull d * 0.5
     assert r.delta_0[0] == pytest.approx(16 * 1 * 0.5)
     assert r.delta_gad[0] == pytest.approx(6 * 2 * 0.5)
@@ -253,23 +276,23 @@ def test_degenerate_supports_are_counted_and_excluded():
     line[0, 0, 3, 2:9] = True          # collinear pixels
     line[1, 0, 2:4, 2:4] = True        # a proper 2x2 square
     s0 = _block(2, 8, 1, 5).expand(2, -1, -1, -1)
-    assert gad.is_degenerate(line).tolist() == [True, False]
-    r = gad.gad_ratios(model, x, 0, 1, line, s0)
+    assert ratios.is_degenerate(line).tolist() == [True, False]
+    r = ratios.gad_ratios(model, x, 0, 1, line, s0)
     assert r.empty.tolist() == [True, False]
     assert np.isnan(r.rc[0]) and np.isnan(r.rs[0]) and np.isfinite(r.rc[1])
 
 
 def test_gad_table_is_deterministic_and_long(tmp_path):
     model, x = _tiny(), _images(3, seed=1)
-    sup = gad.train_support_models(model, (0, 1), 4, images=_images(16), cache_dir=tmp_path,
+    sup = study.train_support_models(model, (0, 1), 4, images=_images(16), cache_dir=tmp_path,
                                    **TRAIN)
     t = torch.tensor([0, 1, 0])
     o = 1 - t
     kw = {"smoothgrad": {"n_samples": 3}}
-    run1 = gad.gad_table(model, x, t, o, {4: sup}, ["saliency", "smoothgrad"], method_kwargs=kw)
-    run2 = gad.gad_table(model, x, t, o, {4: sup}, ["saliency", "smoothgrad"], method_kwargs=kw)
+    run1 = study.gad_table(model, x, t, o, {4: sup}, ["saliency", "smoothgrad"], method_kwargs=kw)
+    run2 = study.gad_table(model, x, t, o, {4: sup}, ["saliency", "smoothgrad"], method_kwargs=kw)
     # paper names (kit.attributors.METHODS) work too, with a profile's budgets
-    named = gad.gad_table(model, x, t, o, {4: sup}, ["Saliency", "SmoothGrad"], profile="cheap",
+    named = study.gad_table(model, x, t, o, {4: sup}, ["Saliency", "SmoothGrad"], profile="cheap",
                           method_kwargs={"SmoothGrad": {"n_samples": 3}})
     assert named.per_image["value"].tolist() == run1.per_image["value"].tolist()
     assert set(named.per_image["method"]) == {"Saliency", "SmoothGrad"}
@@ -285,15 +308,15 @@ def test_gad_table_is_deterministic_and_long(tmp_path):
 def test_fusion_only_control_rows(tmp_path):
     model, x = _tiny(), _images(3, seed=1)
     data = _images(16)
-    sup = gad.train_support_models(model, (0, 1), 4, images=data, cache_dir=tmp_path, **TRAIN)
-    ctrl = gad.train_support_models(model, (0, 1), 0, images=data, cache_dir=tmp_path, **TRAIN)
-    run = gad.gad_table(model, x, 0, 1, {4: sup}, ["saliency"], control=ctrl)
-    name = "saliency" + gad.CONTROL_SUFFIX
+    sup = study.train_support_models(model, (0, 1), 4, images=data, cache_dir=tmp_path, **TRAIN)
+    ctrl = study.train_support_models(model, (0, 1), 0, images=data, cache_dir=tmp_path, **TRAIN)
+    run = study.gad_table(model, x, 0, 1, {4: sup}, ["saliency"], control=ctrl)
+    name = "saliency" + study.CONTROL_SUFFIX
     assert set(run.per_image["method"]) == {"saliency", name}
     assert set(run.per_image.query("method == @name")["alpha"]) == {0.0}
     assert (name, 0.0) in run.results and ("saliency", 0.0) in run.results
     with pytest.raises(ValueError, match="control must be the SupportModels of copies trained at"):
-        gad.gad_table(model, x, 0, 1, {4: sup}, ["saliency"], control=sup)
+        study.gad_table(model, x, 0, 1, {4: sup}, ["saliency"], control=sup)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,38 +327,63 @@ def test_fusion_only_control_rows(tmp_path):
 def test_bad_inputs_raise_clear_errors(tmp_path):
     model, x = _tiny(), _images(4)
     with pytest.raises(ValueError, match="alpha must be"):
-        gad.distanced_targets(torch.zeros(2, 3), 0, 1, -1)
+        study.distanced_targets(torch.zeros(2, 3), 0, 1, -1)
     with pytest.raises(ValueError, match="two different classes"):
-        gad.train_support_models(model, (1, 1), 2, images=x, cache_dir=tmp_path)
+        study.train_support_models(model, (1, 1), 2, images=x, cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"classes must be in \[0, 2\]"):
-        gad.train_support_models(model, (0, 5), 2, images=x, cache_dir=tmp_path)
+        study.train_support_models(model, (0, 5), 2, images=x, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
-        gad.train_support_models(model, (0, 1), 2, images=x, k=0, cache_dir=tmp_path)
+        study.train_support_models(model, (0, 1), 2, images=x, k=0, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="lr must be"):
-        gad.train_support_models(model, (0, 1), 2, images=x, lr=0, cache_dir=tmp_path)
+        study.train_support_models(model, (0, 1), 2, images=x, lr=0, cache_dir=tmp_path)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
-        gad.train_support_models("world", (0, 1), 2, images=x)
-    with pytest.raises(ValueError, match=r"q must be a fraction in \(0, 1\]"):
-        gad.top_q(torch.zeros(1, 1, 4, 4), 1.5)
+        study.train_support_models("world", (0, 1), 2, images=x)
+    with pytest.raises(ValueError, match=r"q must be a number in \[0, 1\]"):
+        fusion.top_q(torch.zeros(1, 1, 4, 4), 1.5)
+    with pytest.raises(ValueError, match=r"q must be a number in \(0, 1\]"):
+        fusion.top_q(torch.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match="valid names"):
-        gad.baseline_explain("nope", model, x, 0)
+        fusion.baseline_explain("nope", model, x, 0)
     with pytest.raises(ValueError, match="maps must be a non-empty list"):
-        gad.fuse([])
+        fusion.fuse([])
     with pytest.raises(ValueError, match=r"maps\[1\] has shape"):
-        gad.fuse([torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 5, 5)])
+        fusion.fuse([torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 5, 5)])
     with pytest.raises(ValueError, match="support_gad must have shape"):
-        gad.gad_ratios(model, x, 0, 1, torch.ones(4, 1, 6, 6, dtype=torch.bool),
+        ratios.gad_ratios(model, x, 0, 1, torch.ones(4, 1, 6, 6, dtype=torch.bool),
                        torch.ones(4, 1, H, W, dtype=torch.bool))
     with pytest.raises(ValueError, match="other must differ from target"):
-        gad.gad_ratios(model, x, 0, 0, torch.ones(4, 1, H, W, dtype=torch.bool),
+        ratios.gad_ratios(model, x, 0, 0, torch.ones(4, 1, H, W, dtype=torch.bool),
                        torch.ones(4, 1, H, W, dtype=torch.bool))
-    sup = gad.train_support_models(model, (0, 1), 2, images=x, cache_dir=tmp_path, **TRAIN)
+    sup = study.train_support_models(model, (0, 1), 2, images=x, cache_dir=tmp_path, **TRAIN)
     with pytest.raises(ValueError, match="alpha 0 is the baseline"):
-        gad.gad_table(model, x, 0, 1, {0: sup}, ["saliency"])
+        study.gad_table(model, x, 0, 1, {0: sup}, ["saliency"])
     with pytest.raises(ValueError, match="valid names"):
-        gad.gad_table(model, x, 0, 1, {2: sup}, ["saliency", "nope"])
+        study.gad_table(model, x, 0, 1, {2: sup}, ["saliency", "nope"])
     with pytest.raises(ValueError, match="unknown profile 'nope'; valid names"):
-        gad.gad_table(model, x, 0, 1, {2: sup}, ["saliency"], profile="nope")
+        study.gad_table(model, x, 0, 1, {2: sup}, ["saliency"], profile="nope")
     with pytest.raises(ValueError, match="not in methods"):
-        gad.gad_table(model, x, 0, 1, {2: sup}, ["saliency"],
+        study.gad_table(model, x, 0, 1, {2: sup}, ["saliency"],
                       method_kwargs={"smoothgrad": {"n_samples": 2}})
+
+
+def test_plots_draw_the_run(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kit import report
+    from kit.viz import gad as plots
+
+    model, x = _tiny(), _images(3, seed=1)
+    sup = study.train_support_models(model, (0, 1), 4, images=_images(16), cache_dir=tmp_path,
+                                     **TRAIN)
+    run = study.gad_table(model, x, 0, 1, {4: sup}, ["saliency"])
+    summary = report.summarize(run.per_image, ratios.HIGHER_IS_BETTER, by=("method", "alpha"))
+    fig = plots.plot_maps(x, run.results, "saliency", n=2)
+    assert len(fig.axes) == 2 * 3  # images x (image, no GAD, α = 4)
+    fig2 = plots.plot_ratios(summary)
+    assert [ax.get_title().split()[0] for ax in fig2.axes] == ["RC", "RS"]
+    with pytest.raises(ValueError, match="not in results"):
+        plots.plot_maps(x, run.results, "nope")
+    plt.close("all")

@@ -1,0 +1,173 @@
+"""GAD's ratios RC and RS (Rodrigues, Boutry & Najman, arXiv 2401.14434; methods.md §4.7).
+
+Per image, GAD's support ``S_GAD`` is compared with the no-GAD baseline's ``S_0``
+(:mod:`kit.attributors.gad`):
+
+* ``RC = |hull(S_GAD)| / |hull(S_0)|``: rasterised convex hulls
+  (``skimage.morphology.convex_hull_image``); lower = a less complex explanation.
+* ``RS = (Δ_GAD / |hull_GAD|) / (Δ_0 / |hull_0|)`` with ``Δ = m(x) − m(x̃)``, the drop of the
+  **original** classifier's margin ``m = z_t − z_o`` (:func:`pair_margin`; o = the other class of
+  the pair) when the hull is removed, ``x̃ = R(x, keep = 1 − 1_hull)`` (gray remover by default);
+  higher = more sensitivity per unit of occluded area.
+
+A support with fewer than 3 non-collinear pixels is "empty" (:func:`is_degenerate`): RC and RS
+are NaN for that image and the images are counted. RC = RS = 1 at α = 0 by construction.
+
+Usage::
+
+    from kit.metrics.gad import gad_ratios
+    r = gad_ratios(clf, x, target, other, res.support, base.support)
+    r.rc, r.rs                                                      # (N,) each
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kit import checks
+from kit.attributors._common import check_inputs
+from kit.removers import get_remover
+
+__all__ = [
+    "HIGHER_IS_BETTER", "GadRatios", "logits", "pair_margin", "is_degenerate", "convex_hull",
+    "gad_ratios",
+]
+
+HIGHER_IS_BETTER = {"RC": False, "RS": True}
+"""Direction of the ratios: RC < 1 is a less complex explanation, RS > 1 a more sensitive one."""
+
+
+def _support(name: str, s) -> torch.Tensor:
+    """Raise unless ``s`` is a ``(N,1,h,w)`` tensor (a support: bool, or anything nonzero = in)."""
+    if not isinstance(s, torch.Tensor) or s.dim() != 4 or s.shape[1] != 1:
+        got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+        raise ValueError(f"{name} must be a (N,1,h,w) tensor, got {got}")
+    return s
+
+
+@torch.inference_mode()
+def logits(model, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """``(N,C)`` logits of ``model`` on ``x``, ``batch_size`` images per forward pass."""
+    batch_size = checks.positive_int("batch_size", batch_size)
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def pair_margin(model, x: torch.Tensor, target, other, *, batch_size: int = 256) -> torch.Tensor:
+    """``m(x) = z_t(x) − z_o(x)`` per image (logits of ``model``), under inference mode.
+
+    Args:
+        model: pixel-space classifier; x: ``(N,3,H,W)``; target, other: int or ``(N,)`` long.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N,)`` float32.
+    """
+    t = check_inputs(model, x, target)
+    o = check_inputs(model, x, other)
+    z = logits(model, x, batch_size=batch_size)
+    return (z.gather(1, t.view(-1, 1)) - z.gather(1, o.view(-1, 1))).squeeze(1).float()
+
+
+def is_degenerate(support: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` bool: fewer than 3 pixels, or all pixels on one line (no 2-D convex hull).
+
+    Args:
+        support: ``(N,1,h,w)`` bool.
+    """
+    _support("support", support)
+    out = []
+    for s in support[:, 0].detach().cpu().numpy().astype(bool):
+        pts = np.argwhere(s).astype(np.float64)
+        out.append(len(pts) < 3 or np.linalg.matrix_rank(pts - pts.mean(0)) < 2)
+    return torch.tensor(out, dtype=torch.bool)
+
+
+def convex_hull(support: torch.Tensor) -> torch.Tensor:
+    """Rasterised convex hull of each support (``skimage.morphology.convex_hull_image``).
+
+    Args:
+        support: ``(N,1,h,w)`` bool.
+
+    Returns:
+        ``(N,1,h,w)`` bool; all False for a degenerate support (see :func:`is_degenerate`).
+    """
+    from skimage.morphology import convex_hull_image  # heavy third-party import, lazily
+
+    _support("support", support)
+    bad = is_degenerate(support)
+    sup = support[:, 0].detach().cpu().numpy().astype(bool)
+    hull = np.zeros_like(sup)
+    for i in range(sup.shape[0]):
+        if not bad[i]:
+            hull[i] = convex_hull_image(sup[i])
+    return torch.from_numpy(hull).unsqueeze(1).to(support.device)
+
+
+@dataclass(frozen=True)
+class GadRatios:
+    """Per-image output of :func:`gad_ratios` (numpy arrays of length N).
+
+    Attributes:
+        rc, rs: the ratios; NaN where either support is empty (or Δ_0 = 0 for RS).
+        area_gad, area_0: hull areas as fractions of h·w.
+        delta_gad, delta_0: margin drops when the hull is removed.
+        empty: whether S_GAD or S_0 is degenerate.
+    """
+
+    rc: np.ndarray
+    rs: np.ndarray
+    area_gad: np.ndarray
+    area_0: np.ndarray
+    delta_gad: np.ndarray
+    delta_0: np.ndarray
+    empty: np.ndarray
+
+
+def gad_ratios(model, x: torch.Tensor, target, other, support_gad: torch.Tensor,
+               support_0: torch.Tensor, *, remover="gray",
+               batch_size: int = 256) -> GadRatios:
+    """RC and RS of GAD's support against the baseline's (methods.md §4.7).
+
+    Args:
+        model: the **original** classifier (margins are always taken on it).
+        x: ``(N,3,H,W)`` images in [0,1].
+        target: explained class t, int or ``(N,)``; other: the pair's other class o.
+        support_gad: ``(N,1,H,W)`` bool, S_GAD; support_0: ``(N,1,H,W)`` bool, S_0. Supports on a
+            coarser grid must be resized first (``kit.masks.upsample``).
+        remover: a ``kit.removers`` name or object filling the occluded hull (default gray).
+        batch_size: images per forward pass.
+
+    Returns:
+        :class:`GadRatios`.
+    """
+    t = check_inputs(model, x, target)
+    o = check_inputs(model, x, other)
+    if bool((t == o).any()):
+        raise ValueError("other must differ from target on every image")
+    for name, s in (("support_gad", support_gad), ("support_0", support_0)):
+        _support(name, s)
+        if s.shape[0] != x.shape[0] or s.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"{name} must have shape ({x.shape[0]},1,{x.shape[2]},{x.shape[3]}) (one "
+                f"image-sized support per image; resize with kit.masks.upsample), "
+                f"got {tuple(s.shape)}")
+    rem = get_remover(remover, model=model)
+    empty = (is_degenerate(support_gad) | is_degenerate(support_0)).numpy()
+    hulls = {"gad": convex_hull(support_gad.bool()), "0": convex_hull(support_0.bool())}
+    m = pair_margin(model, x, t, o, batch_size=batch_size).double()
+    area, delta = {}, {}
+    for key, hull in hulls.items():
+        keep = 1.0 - hull.to(x.dtype)
+        with torch.inference_mode():
+            occluded = rem(x, keep)
+        after = pair_margin(model, occluded, t, o, batch_size=batch_size).double()
+        delta[key] = (m - after).numpy()
+        area[key] = hull.flatten(1).double().mean(1).cpu().numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rc = np.where(empty, np.nan, area["gad"] / area["0"])
+        rs = (delta["gad"] / area["gad"]) / (delta["0"] / area["0"])
+        rs = np.where(empty | (delta["0"] == 0), np.nan, rs)
+    return GadRatios(rc, rs, area["gad"], area["0"], delta["gad"], delta["0"], empty)
