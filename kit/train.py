@@ -6,9 +6,12 @@ Command line (what ``00_world.ipynb`` runs with ``train=True``)::
     python -m kit.train inpainter             # -> data/world_inpainter.pt (~45 min on 2 cores)
     python -m kit.train inpainter --out /tmp/inp.pt --iterations 200   # a quick smoke run
 
-Both trainers draw data only from the world's ``train`` split, use a private ``torch.Generator``
-for every random choice, and write their checkpoint atomically (temporary file, then rename), as a
-plain dict of tensors and literals that ``torch.load(..., weights_only=True)`` accepts.
+:func:`train_classifier` is the classifier recipe on given tensors (ROAR's retrainings use it);
+:func:`train_world_classifier` runs it on world ``train`` images and saves the shipped checkpoint.
+The world trainers draw data only from the world's ``train`` split, use a private
+``torch.Generator`` for every random choice, and write their checkpoint atomically (in memory, then
+:func:`kit.cache.write_atomic_bytes`), as a plain dict of tensors and literals that
+``torch.load(..., weights_only=True)`` accepts.
 
 Inpainter training (DeepFill v2 recipe, scaled to 64×64 and a CPU budget):
 
@@ -25,9 +28,11 @@ Inpainter training (DeepFill v2 recipe, scaled to 64×64 and a CPU budget):
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +54,12 @@ INPAINTER_DEFAULTS = dict(
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` to memory, then :func:`kit.cache.write_atomic_bytes` (never half-written)."""
+    from kit.cache import write_atomic_bytes
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return write_atomic_bytes(buf.getvalue(), path)
 
 
 def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -71,10 +75,125 @@ def _dihedral(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _pixels(name: str, x) -> torch.Tensor:
+    """uint8 (as stored) or float [0,1] images -> float32 pixel space."""
+    from kit.checks import images
+
+    if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{name} must be a (N,3,H,W) tensor, got {tuple(x.shape)}")
+        return x.float() / 255
+    return images(name, x).float()
+
+
 def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    epochs: int = CLASSIFIER_DEFAULTS["epochs"],
+    batch_size: int = CLASSIFIER_DEFAULTS["batch_size"],
+    lr: float = CLASSIFIER_DEFAULTS["lr"],
+    width: int = CLASSIFIER_DEFAULTS["width"],
+    weight_decay: float = CLASSIFIER_DEFAULTS["weight_decay"],
+    drop_last: bool = False,
+    classes: Sequence[str] = world.CLASSES,
+    progress: bool = False,
+    desc: str = "classifier",
+):
+    """Train a fresh :class:`~kit.nets.WorldCNN` on these images: kit's classifier recipe.
+
+    AdamW, a one-cycle learning rate over all steps, a random flip/rotation per image and step
+    (the world's labels survive all 8), inputs normalised by the training images' per-channel mean
+    and std. Every random draw (initialisation, batch order, augmentation) comes from ``seed``;
+    the global generators are left as they were. The world classifier
+    (:func:`train_world_classifier`) and ROAR's retrainings (:mod:`kit.studies.roar`) both train
+    here.
+
+    Args:
+        images: ``(N,3,H,W)`` uint8 (divided by 255) or float images in [0,1].
+        labels: ``(N,)`` class indices in ``[0, len(classes))``.
+        seed: seed of initialisation, batch order and augmentation.
+        epochs, batch_size, lr, width, weight_decay: the recipe (defaults:
+            :data:`CLASSIFIER_DEFAULTS`).
+        drop_last: drop each epoch's last partial batch (``N // batch_size`` steps, the shipped
+            checkpoint's recipe) instead of training on it (``ceil(N / batch_size)`` steps; a
+            last batch of one image is skipped, since batch norm needs two, but still advances
+            the schedule).
+        classes: class names of the returned classifier (one logit each).
+        progress: tqdm bar over steps.
+        desc: the bar's label.
+
+    Returns:
+        A :class:`kit.models.Classifier` (eval mode, frozen) around the trained network, with the
+        training images' mean and std as its normalisation.
+
+    Raises:
+        ValueError / TypeError naming the argument (bad images, labels, sizes or seed).
+    """
+    from kit.checks import boolean, number, positive_int
+    from kit.checks import seed as check_seed
+    from kit.models import Classifier
+
+    seed = check_seed("seed", seed)
+    epochs = positive_int("epochs", epochs)
+    bs = positive_int("batch_size", batch_size)
+    width = positive_int("width", width)
+    lr = number("lr", lr, minimum=0, strict=True)
+    weight_decay = number("weight_decay", weight_decay, minimum=0)
+    drop_last = boolean("drop_last", drop_last)
+    x = _pixels("images", images)
+    n = x.shape[0]
+    if (not isinstance(labels, torch.Tensor) or labels.is_floating_point()
+            or labels.shape != (n,)):
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be an integer tensor of shape ({n},), got {shape}")
+    y = labels.long()
+    if n < 2:
+        raise ValueError(f"images: need at least 2 training images, got {n}")
+    if drop_last and n < bs:
+        raise ValueError(f"batch_size: drop_last needs at least one full batch of {bs} images, "
+                         f"got {n} images")
+    mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3)).clamp_min(1e-6)
+    norm = lambda v: (v - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)  # noqa: E731
+    gen = torch.Generator().manual_seed(seed)
+    cl = torch.channels_last
+    with torch.random.fork_rng(devices=[]):  # the initialisation draws from the global generator
+        torch.manual_seed(seed)
+        net = WorldCNN(len(classes), width).to(memory_format=cl)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = n // bs if drop_last else math.ceil(n / bs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    bar = tqdm(total=epochs * steps, disable=not progress, desc=desc)
+    net.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(steps):
+            idx = perm[i * bs:(i + 1) * bs]
+            k = torch.randint(8, (len(idx),), generator=gen)
+            if len(idx) < 2 and not drop_last:  # batch norm needs two samples; the step still
+                sched.step()                        # advances the schedule
+                continue
+            # normalising after the flip equals normalising first: both act per pixel
+            loss = F.cross_entropy(net(norm(_dihedral(x[idx], k)).contiguous(memory_format=cl)),
+                                   y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    return Classifier(net.eval(), classes, mean.tolist(), std.tolist(), name=desc)
+
+
+def train_world_classifier(
     out: str | os.PathLike | None = None, *, progress: bool = False, **overrides
 ) -> dict:
-    """Train :class:`~kit.nets.WorldCNN` on world ``train`` images and save the checkpoint.
+    """Train the world classifier on world ``train`` images and save the checkpoint.
+
+    :func:`train_classifier` on ``n_train`` images of the world's ``train`` split (full batches
+    only), validated on ``n_val`` images of its ``val`` split.
 
     Args:
         out: checkpoint path (default ``data/world_classifier.pt``).
@@ -92,45 +211,21 @@ def train_classifier(
     if unknown:
         raise ValueError(f"unknown options {sorted(unknown)}; valid: {sorted(CLASSIFIER_DEFAULTS)}")
     t0 = time.time()
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    torch.manual_seed(cfg["seed"])  # weight initialisation draws from the global generator
     data = world.sample(cfg["n_train"], cfg["seed"], "train")
-    mean = data.images.mean((0, 2, 3))
-    std = data.images.std((0, 2, 3))
     val = world.sample(cfg["n_val"], cfg["seed"], "val")
-
-    net = WorldCNN(len(world.CLASSES), cfg["width"]).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    steps_per_epoch = cfg["n_train"] // cfg["batch_size"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch
+    clf = train_classifier(
+        data.images, data.labels, seed=cfg["seed"], epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"], lr=cfg["lr"], width=cfg["width"],
+        weight_decay=cfg["weight_decay"], drop_last=True, progress=progress, desc="classifier",
     )
-    norm = lambda x: (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)  # noqa: E731
-    bar = tqdm(total=cfg["epochs"] * steps_per_epoch, disable=not progress, desc="classifier")
-    net.train()
-    for _ in range(cfg["epochs"]):
-        perm = torch.randperm(cfg["n_train"], generator=gen)
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg["batch_size"] : (i + 1) * cfg["batch_size"]]
-            x = _dihedral(data.images[idx], torch.randint(8, (len(idx),), generator=gen))
-            loss = F.cross_entropy(net(norm(x).contiguous(memory_format=torch.channels_last)),
-                                   data.labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    net.eval()
     with torch.inference_mode():
-        val_acc = float((net(norm(val.images)).argmax(1) == val.labels).float().mean())
+        val_acc = float((clf(val.images).argmax(1) == val.labels).float().mean())
     ckpt = {
-        "state_dict": {k: v.contiguous() for k, v in net.state_dict().items()},
+        "state_dict": {k: v.contiguous() for k, v in clf.net.state_dict().items()},
         "config": cfg,
         "classes": list(world.CLASSES),
-        "mean": [float(m) for m in mean],
-        "std": [float(s) for s in std],
+        "mean": list(clf.mean),
+        "std": list(clf.std),
         "val_accuracy": val_acc,
         "train_seconds": time.time() - t0,
     }
@@ -322,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.model == "classifier":
         kw = {} if args.epochs is None else {"epochs": args.epochs}
-        ckpt = train_classifier(args.out, progress=not args.quiet, **kw)
+        ckpt = train_world_classifier(args.out, progress=not args.quiet, **kw)
         print(f"val accuracy {ckpt['val_accuracy']:.4f} in {ckpt['train_seconds']:.0f} s")
     else:
         kw = {} if args.iterations is None else {"iterations": args.iterations}

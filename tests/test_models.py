@@ -13,7 +13,7 @@ from kit.models import (
     load_inpainter,
 )
 from kit.removers import Blur, Gray, Inpaint, Telea
-from kit.train import train_classifier, train_inpainter
+from kit.train import train_inpainter, train_world_classifier
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +121,11 @@ def test_training_is_reproducible_and_loadable(tmp_path):
     inp = load_inpainter("world", path=tmp_path / "a.pt")
     x = world.sample(2, seed=0).images
     assert inp(x, torch.ones(2, 1, 64, 64)).shape == (2, 3, 64, 64)
-    e = train_classifier(tmp_path / "e.pt", n_train=64, n_val=16, epochs=1, batch_size=32)
+    e = train_world_classifier(tmp_path / "e.pt", n_train=64, n_val=16, epochs=1, batch_size=32)
     model = load_classifier("world", path=tmp_path / "e.pt")
     assert model.classes == world.CLASSES and 0 <= e["val_accuracy"] <= 1
     with pytest.raises(ValueError, match=r"unknown options \['epoch'\]"):
-        train_classifier(tmp_path / "d.pt", epoch=3)
+        train_world_classifier(tmp_path / "d.pt", epoch=3)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.(script|save)` is deprecated:FutureWarning")
