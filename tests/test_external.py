@@ -1,5 +1,6 @@
-"""kit.external on tiny stand-ins: cache-only torchvision loading, Places365 checkpoints and
-TorchScript inpainters (polarity, padding/resizing round trips, chunking, value ranges)."""
+"""kit.models' real-scale loaders (torchvision, places365, torchscript) on tiny stand-ins: cache-only
+torchvision loading, Places365 checkpoints and TorchScript inpainters (polarity, padding/resizing
+round trips, chunking, value ranges)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ import torch
 import torchvision
 from torch import nn
 
-from kit.external import (
-    LAMA_DEFAULTS,
-    TorchScriptInpainter,
+from kit.models import IMAGENET_MEAN, IMAGENET_STD, Classifier
+from kit.models.places365 import places365_classifier
+from kit.models.torchscript import LAMA_DEFAULTS, TorchScriptInpainter, load_torchscript_inpainter
+from kit.models.torchvision import (
     TorchvisionClassifier,
-    load_torchscript_inpainter,
-    places365_classifier,
     torchvision_cache_file,
     torchvision_classifier,
 )
-from kit.models import IMAGENET_MEAN, IMAGENET_STD, Classifier
 
 SMALL = "shufflenet_v2_x0_5"  # the smallest torchvision classifier with a plain "fc" head (1.4M)
 

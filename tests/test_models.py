@@ -5,10 +5,15 @@ import torch
 
 from kit import world
 from kit.metrics import classification, plausibility
+from kit import models
 from kit.models import (
+    CLASSIFIERS,
+    INPAINTERS,
     WORLD_CLASSIFIER_PATH,
     WORLD_INPAINTER_PATH,
     Classifier,
+    available_classifiers,
+    available_inpainters,
     load_classifier,
     load_inpainter,
 )
@@ -105,6 +110,23 @@ def test_unknown_names():
         load_inpainter("lama")
     with pytest.raises(ValueError, match="needs path="):
         load_classifier("places365_resnet50")
+    with pytest.raises(ValueError, match=r"load_classifier\('resnet18'\) takes no path=.*weights="):
+        load_classifier("resnet18", path="resnet18.pth")
+    with pytest.raises(TypeError, match="name must be a str"):
+        load_classifier(3)
+
+
+def test_registries_are_the_valid_names():
+    """Two dicts name -> loader; the available_* lists and the errors come from them."""
+    assert available_inpainters() == list(INPAINTERS) == ["world", "lama", "torchscript"]
+    names = available_classifiers()
+    assert names[:2] == list(CLASSIFIERS) == ["world", "places365_resnet50"]
+    assert "resnet50" in names and "vit_b_16" in names
+    assert all(callable(f) for f in [*CLASSIFIERS.values(), *INPAINTERS.values()])
+    # the transition aliases still point at the public functions
+    from kit import checks
+
+    assert models._check_images is checks.images and models._load_state is models.load_state
 
 
 def test_training_is_reproducible_and_loadable(tmp_path):
@@ -130,7 +152,7 @@ def test_training_is_reproducible_and_loadable(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.(script|save)` is deprecated:FutureWarning")
 def test_dispatch_to_real_scale_loaders(tmp_path):
-    """load_classifier / load_inpainter reach kit.external for non-world names."""
+    """load_classifier / load_inpainter reach the real-scale loaders for non-world names."""
     net = load_classifier("resnet18", weights=None)
     assert isinstance(net, Classifier) and len(net.classes) == 1000
     assert net.features(torch.rand(1, 3, 32, 32)).shape == (1, 512)

@@ -1,5 +1,5 @@
-"""kit.voc on a tiny ImageNet-validation-like folder: pixels match torchvision's pipeline, boxes
-move with the pixels, labels, and clear errors."""
+"""kit.extras.voc on a tiny ImageNet-validation-like folder: pixels match torchvision's pipeline,
+boxes move with the pixels, labels, and clear errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from kit.voc import ImageFolderBatch, eval_geometry, load_voc_folder
+from kit.extras.voc import ImageFolderBatch, eval_geometry, load_voc_folder
 
 SIZE = 32  # shorter side resized to round(32*256/224) = 37, centre crop 32
 

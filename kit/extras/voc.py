@@ -23,7 +23,7 @@ as in ``WorldBatch``.
 
 Usage::
 
-    from kit.voc import load_voc_folder
+    from kit.extras.voc import load_voc_folder
     batch = load_voc_folder("val/images", "val/xml", classes=wnids, limit=64)
     logits = clf(batch.images)
 """

@@ -1,0 +1,149 @@
+"""The embedded world's shipped models: the :class:`~kit.nets.WorldCNN` classifier and the
+:class:`~kit.nets.GatedInpainter`, both trained by :mod:`kit.train` and stored under ``data/``.
+
+Both loaders share one routine, :func:`load_net`: read the checkpoint (``{"state_dict", "config",
+...}``), build the network from it, load the weights, and explain a mismatch with the command that
+retrains it.
+
+Usage::
+
+    from kit.models.world import world_classifier, world_inpainter
+    clf = world_classifier()                 # or kit.models.load_classifier("world")
+    inp = world_inpainter(batch_size=64)
+    filled = inp(x, keep)                    # x (N,3,64,64) in [0,1], keep (N,1,64,64)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kit.models.base import Classifier, Inpainter, load_state
+from kit.nets import GatedInpainter, WorldCNN
+from kit.paths import DATA_DIR
+
+__all__ = [
+    "WORLD_CLASSIFIER_PATH",
+    "WORLD_INPAINTER_PATH",
+    "WorldInpainter",
+    "load_net",
+    "world_classifier",
+    "world_inpainter",
+]
+
+WORLD_CLASSIFIER_PATH = DATA_DIR / "world_classifier.pt"
+WORLD_INPAINTER_PATH = DATA_DIR / "world_inpainter.pt"
+
+
+class WorldInpainter(Inpainter):
+    """The embedded world's learned inpainter (:class:`~kit.nets.GatedInpainter`).
+
+    Args:
+        net: a trained ``GatedInpainter`` (works on [-1,1] images).
+        batch_size: images per forward pass; larger batches are chunked.
+    """
+
+    name = "world"
+
+    def __init__(self, net: nn.Module, batch_size: int = 256) -> None:
+        super().__init__()
+        self.net = net.eval()
+        self.batch_size = int(batch_size)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def generate(self, images: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """Run the network in chunks; pads H, W to multiples of 4 (two stride-2 stages)."""
+        h, w = images.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4
+        outs = []
+        for i in range(0, images.shape[0], self.batch_size):
+            x = images[i : i + self.batch_size] * 2 - 1
+            m = hole[i : i + self.batch_size]
+            if ph or pw:  # reflect-pad the image, mark the padding as known context
+                x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="reflect")
+                m = torch.nn.functional.pad(m, (0, pw, 0, ph))
+            outs.append((self.net(x, m)[..., :h, :w] + 1) / 2)
+        return torch.cat(outs)
+
+
+def load_net(
+    path: str | Path,
+    what: str,
+    arch: type[nn.Module],
+    arguments: Callable[[dict], tuple],
+    retrain: str,
+) -> tuple[dict, nn.Module]:
+    """Read a kit checkpoint, build ``arch(*arguments(checkpoint))`` and load the weights into it.
+
+    Args:
+        path: the checkpoint, a dict with ``"state_dict"`` and whatever ``arguments`` reads
+            (``"config"``, ``"classes"``).
+        what: what it is, for the messages (``"world classifier"``).
+        arch: the network class (in :mod:`kit.nets`).
+        arguments: the constructor arguments of ``arch``, read from the checkpoint dict.
+        retrain: the :mod:`kit.train` subcommand that rebuilds the file (``"classifier"``).
+
+    Returns:
+        ``(checkpoint, net)`` with the weights loaded into ``net``.
+
+    Raises:
+        FileNotFoundError, RuntimeError: missing or corrupt file (:func:`load_state`); a
+            checkpoint whose keys or shapes do not match ``arch``.
+    """
+    how = f"retrain it with `python -m kit.train {retrain}`"
+    ckpt = load_state(path, what, f"It ships with kit under data/; {how}.")
+    try:
+        net = arch(*arguments(ckpt))
+        net.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError) as err:
+        raise RuntimeError(
+            f"{what} checkpoint {path} does not match kit.nets.{arch.__name__} ({err}); {how}"
+        ) from err
+    return ckpt, net
+
+
+def world_classifier(
+    path: str | Path | None = None, *, device: str | torch.device = "cpu"
+) -> Classifier:
+    """The shipped world classifier (registry name ``"world"``).
+
+    Args:
+        path: checkpoint written by ``python -m kit.train classifier``; ``None`` (or ``""``) means
+            the shipped :data:`WORLD_CLASSIFIER_PATH`.
+        device: target device.
+
+    Returns:
+        An eval-mode, frozen :class:`~kit.models.base.Classifier` on ``(N,3,64,64)`` pixel-space
+        images, with the world's classes and the training data's mean/std inside.
+    """
+    path = path or WORLD_CLASSIFIER_PATH
+    ckpt, net = load_net(
+        path, "world classifier", WorldCNN,
+        lambda c: (len(c["classes"]), c["config"]["width"]), "classifier",
+    )
+    return Classifier(net, ckpt["classes"], ckpt["mean"], ckpt["std"], name="world").to(device)
+
+
+def world_inpainter(
+    path: str | Path | None = None, *, device: str | torch.device = "cpu", batch_size: int = 256
+) -> WorldInpainter:
+    """The shipped world inpainter (registry name ``"world"``).
+
+    Args:
+        path: checkpoint written by ``python -m kit.train inpainter``; ``None`` (or ``""``) means
+            the shipped :data:`WORLD_INPAINTER_PATH`.
+        device: target device.
+        batch_size: images per forward pass.
+
+    Returns:
+        A :class:`WorldInpainter`, called as ``inpainter(images, keep) -> images``.
+    """
+    path = path or WORLD_INPAINTER_PATH
+    _, net = load_net(
+        path, "world inpainter", GatedInpainter, lambda c: (c["config"]["width"],), "inpainter"
+    )
+    return WorldInpainter(net, batch_size).to(device)
