@@ -3,66 +3,41 @@
 Pick an image (a world test index, or a user image file), a method of
 :data:`kit.attributors.METHODS`, a remover of :data:`kit.removers.REMOVERS` and the
 hyperparameters the method's attributor accepts; see the heatmap overlay, a few counterfactuals
-under the remover (the map's most relevant pixels removed) and the deletion curve with its AUC
-(:func:`kit.metrics.deletion.deletion_curve`, scored with the same remover). A second view compares
-two removers side by side on the same method.
+under the remover (the map's most relevant pixels removed) and the deletion curve with its AUC.
+A second view compares two removers side by side on the same method.
 
-The computation is plain functions, usable and testable without a browser:
+This module is the view only. What it shows is computed by :func:`kit.explore.compute` (an
+:class:`kit.explore.Exploration`), drawn by :mod:`kit.viz.explore`, for an image loaded by
+:func:`kit.data.load_image`; all three work without widgets (notebooks, papermill, nbval).
 
-* :func:`load_image` -- a world test image or an image file as a ``(1,3,S,S)`` batch and target;
-* :func:`method_hyperparameters` / :func:`remover_options` -- the slider values a method /
-  remover accepts, with their defaults at the image size;
-* :func:`compute` -- map, upsampled heatmap, counterfactuals and deletion curve
-  (an :class:`Exploration`);
-* :func:`plot_explorations` -- the same panels as one static matplotlib figure (notebooks
-  without widgets, papermill, nbval).
-
-The widget layer (:func:`explorer`, :func:`explorer_view`) is thin: pure-Python ipywidgets
-(imported inside the functions, no custom front-end bundle), matplotlib figures rendered to PNG
-into ``ipywidgets.Image``, sliders with ``continuous_update=False`` and a small LRU cache of the
-last results. Usage in any notebook::
+The view is pure-Python ipywidgets (imported inside the functions, no custom front-end bundle):
+matplotlib figures rendered to PNG into ``ipywidgets.Image``, sliders (:data:`METHOD_SLIDERS`,
+:data:`REMOVER_SLIDERS`) with ``continuous_update=False`` and a small LRU cache of the last
+results. Usage in any notebook::
 
     from kit import widgets
     widgets.explorer()                      # world test image 0, SP, gray; a second tab compares
-    ex = widgets.compute(model, x, target, method="SP", remover="inpaint")  # no widgets
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import io
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import numpy as np
-import torch
+from kit import explore
+from kit.attributors import METHODS
+from kit.data import load_image
+from kit.viz.explore import curve_png, overlay_png, strip_png
 
 __all__ = [
     "METHOD_SLIDERS",
     "REMOVER_SLIDERS",
-    "Exploration",
     "ExplorerView",
-    "ImageInput",
     "Slider",
-    "compute",
     "explorer",
     "explorer_view",
-    "figure_png",
-    "load_image",
-    "method_hyperparameters",
-    "plot_explorations",
-    "remover_names",
-    "remover_options",
-    "top_fraction_keep",
 ]
-
-
-# ----------------------------------------------------------------------------------------------
-# slider specifications
-# ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -84,501 +59,14 @@ METHOD_SLIDERS: dict[str, Slider] = {
     "n_masks": Slider("n_masks", "masks", 50, 4000, 50),
     "iterations": Slider("iterations", "iterations", 10, 300, 10),
 }
-"""Attributor keywords that get a slider, when the chosen method's attributor accepts them."""
+"""The slider of each keyword of :data:`kit.explore.METHOD_HYPERPARAMETERS` (shown when the
+chosen method's attributor accepts it)."""
 
 REMOVER_SLIDERS: dict[str, dict[str, Slider]] = {
     "blur": {"sigma": Slider("sigma", "blur sigma", 0.5, 10.0, 0.5, integer=False)},
     "noise": {"std": Slider("std", "noise std", 0.05, 1.0, 0.05, integer=False)},
 }
-"""Remover name -> its options that get a slider."""
-
-# Attributor keywords whose default is None (resolved from the image size in kit.defaults).
-_SIZE_DEFAULTS = {
-    ("sliding_patch", "window"): "sp_window",
-    ("sliding_patch", "stride"): "sp_stride",
-}
-
-# Removers a user can pick: the registry less the wrappers that need an object to wrap.
-_NOT_PICKABLE = ("precomputed", "cached")
-
-
-def remover_names() -> list[str]:
-    """Removers offered by the explorer (``kit.removers.REMOVERS`` less precomputed/cached)."""
-    from kit.removers import REMOVERS
-
-    return [r for r in REMOVERS if r not in _NOT_PICKABLE]
-
-
-def _method(name: str):
-    from kit.attributors import METHODS
-
-    if not isinstance(name, str) or name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid names: {', '.join(METHODS)}")
-    return METHODS[name]
-
-
-def _attributor_parameters(method: str) -> dict[str, inspect.Parameter]:
-    from kit.attributors import get_attributor
-
-    return dict(inspect.signature(get_attributor(_method(method).attributor)).parameters)
-
-
-def method_hyperparameters(method: str, size: int = 64) -> dict[str, int]:
-    """The slider hyperparameters that ``method``'s attributor accepts, with their defaults.
-
-    Args:
-        method: a :data:`kit.attributors.METHODS` name.
-        size: image side, for defaults resolved from the image size (:mod:`kit.defaults`).
-
-    Returns:
-        Keyword -> default value, for the keys of :data:`METHOD_SLIDERS` the attributor takes
-        (e.g. ``{"window": 8, "stride": 2}`` for ``"SP"`` at 64, ``{}`` for gradient methods).
-        The method's own ``params`` in ``METHODS`` override the attributor's defaults.
-
-    Raises:
-        ValueError: unknown method.
-    """
-    from kit.defaults import resolve
-
-    m = _method(method)
-    params = _attributor_parameters(method)
-    out = {}
-    for name in METHOD_SLIDERS:
-        if name not in params:
-            continue
-        value = m.params.get(name, params[name].default)
-        if value is None:
-            value = resolve(_SIZE_DEFAULTS[(m.attributor, name)], size)
-        out[name] = value
-    return out
-
-
-def remover_options(remover: str, size: int = 64) -> dict[str, float]:
-    """The slider options of ``remover`` with their defaults (``{"sigma": 3.0}`` for blur at 64).
-
-    Raises:
-        ValueError: unknown remover name (the message lists the valid ones).
-    """
-    from kit.defaults import resolve
-    from kit.removers import REMOVERS
-
-    names = remover_names()
-    if remover not in names:
-        raise ValueError(f"unknown remover {remover!r}; valid names: {', '.join(names)}")
-    out = {}
-    for name in REMOVER_SLIDERS.get(remover, {}):
-        if (remover, name) == ("blur", "sigma"):
-            out[name] = float(resolve("blur_sigma", size))
-        else:
-            out[name] = float(REMOVERS[remover].__dataclass_fields__[name].default)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# image input
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """An image to explain.
-
-    Attributes:
-        x: ``(1,3,S,S)`` float32 in [0,1].
-        target: explained class (world: the ground-truth label; files: the model's top-1).
-        name: short description (``"world test #3"`` or the file name).
-        key: stable identity for caching.
-        background: ``(1,3,S,S)`` true background (world images, for the ``oracle`` remover),
-            else None.
-        mask: ``(1,1,S,S)`` bool object mask (world images), else None.
-    """
-
-    x: torch.Tensor = field(repr=False)
-    target: int
-    name: str
-    key: tuple
-    background: torch.Tensor | None = field(default=None, repr=False)
-    mask: torch.Tensor | None = field(default=None, repr=False)
-
-
-def load_image(source, *, model=None, size: int = 64, seed: int = 0) -> ImageInput:
-    """A world test image (by index) or a user image (path or encoded bytes) at ``size``.
-
-    Files are decoded by Pillow (PNG, JPEG, ...), resized so the shorter side is ``size``
-    (antialiased) and centre-cropped to a square: the "torchvision" preprocessing, which keeps
-    the aspect ratio.
-
-    Args:
-        source: ``int`` world test index (>= 0), a path (``str``/``Path``) or ``bytes``.
-        model: classifier giving the target of a user image (its top-1); needed for files.
-        size: output side in pixels (the world classifier's input is 64).
-        seed: seed of the world's test stream.
-
-    Returns:
-        An :class:`ImageInput`.
-
-    Raises:
-        TypeError: ``source`` of another type.
-        ValueError: negative index, missing file, undecodable bytes, or a file without a model.
-    """
-    from kit import world
-
-    if isinstance(source, bool) or not isinstance(source, (int, str, Path, bytes, bytearray)):
-        raise TypeError(
-            f"source must be a world test index (int), an image path or encoded bytes, "
-            f"got {type(source).__name__}"
-        )
-    if isinstance(source, int):
-        if source < 0:
-            raise ValueError(f"source (world test index) must be >= 0, got {source}")
-        b = world.sample(1, seed=seed, split="test", start=source, size=size)
-        return ImageInput(b.images, int(b.labels[0]), f"world test #{source}",
-                          ("world", seed, source, size), b.backgrounds, b.masks)
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"source: no image file at {str(path)!r}")
-        data, name = path.read_bytes(), path.name
-    else:
-        data, name = bytes(source), "uploaded image"
-    if model is None:
-        raise ValueError("model is needed for a user image: its target is the model's top-1")
-    x = _decode(data, size)
-    with torch.inference_mode():
-        target = int(model(x.to(next(model.parameters()).device)).argmax(1)[0])
-    key = ("file", hashlib.sha256(data).hexdigest(), size)
-    return ImageInput(x, target, name, key)
-
-
-def _decode(data: bytes, size: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            img = pil_to_tensor(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"source: could not decode the image ({err})") from err
-    img = center_crop(resize(img, [size], antialias=True), [size, size])
-    return (img.float() / 255).unsqueeze(0)
-
-
-# ----------------------------------------------------------------------------------------------
-# computation
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Exploration:
-    """What the explorer shows for one (image, method, remover, hyperparameters).
-
-    Attributes:
-        method, remover: names; ``params`` / ``remover_params``: the values used.
-        sal: ``(1,1,h,w)`` the attributor's map at its native grid.
-        heatmap: ``(1,1,H,W)`` the map upsampled by :func:`kit.masks.upsample` (``coverage``
-            for sliding-patch grids, bilinear otherwise).
-        fractions: ``(K,)`` fractions of the most relevant pixels removed in the counterfactuals.
-        counterfactuals: ``(K,3,H,W)`` the image with those pixels removed by the remover.
-        curve: the deletion :class:`~kit.metrics.deletion.Curve` (same remover).
-    """
-
-    method: str
-    remover: str
-    params: dict
-    remover_params: dict
-    sal: torch.Tensor = field(repr=False)
-    heatmap: torch.Tensor = field(repr=False)
-    fractions: tuple
-    counterfactuals: torch.Tensor = field(repr=False)
-    curve: object = field(repr=False)
-
-    @property
-    def auc(self) -> float:
-        """Deletion AUC of the image (lower = the map finds what the score depends on)."""
-        return float(self.curve.auc[0])
-
-
-def _build_remover(name: str, options: dict, model, background):
-    from kit.removers import TrueBackground, get_remover
-
-    remover_options(name)  # validates the name
-    if name == "oracle":
-        if background is None:
-            raise ValueError(
-                "remover 'oracle' (the true background) exists only for world images; "
-                "pick another remover for a user image"
-            )
-        return TrueBackground(fill_image=background)
-    return get_remover(name, model=model, **options)
-
-
-def top_fraction_keep(heatmap: torch.Tensor, fractions) -> torch.Tensor:
-    """Keep-masks removing the ``q`` most relevant pixels of a map, for each ``q`` in fractions.
-
-    Pixels are ranked by decreasing ``heatmap`` (stable: ties keep raster order), as deletion
-    removes them.
-
-    Args:
-        heatmap: ``(1,1,H,W)`` map at image resolution.
-        fractions: iterable of ``q`` in [0,1].
-
-    Returns:
-        ``(K,1,H,W)`` float keep-masks (0 = removed).
-    """
-    ok = isinstance(heatmap, torch.Tensor)
-    if not (ok and heatmap.dim() == 4 and heatmap.shape[:2] == (1, 1)):
-        shape = tuple(heatmap.shape) if ok else type(heatmap).__name__
-        raise ValueError(f"heatmap must be a (1,1,H,W) tensor, got {shape}")
-    fractions = [float(q) for q in fractions]
-    if any(not 0 <= q <= 1 for q in fractions):
-        raise ValueError(f"fractions must be in [0,1], got {fractions}")
-    h, w = heatmap.shape[-2:]
-    order = torch.sort(heatmap.flatten(), descending=True, stable=True).indices
-    keep = torch.ones(len(fractions), h * w, dtype=heatmap.dtype, device=heatmap.device)
-    for i, q in enumerate(fractions):
-        keep[i, order[: round(q * h * w)]] = 0
-    return keep.view(-1, 1, h, w)
-
-
-def compute(
-    model,
-    x: torch.Tensor,
-    target: int,
-    *,
-    method: str = "SP",
-    remover: str = "gray",
-    params: dict | None = None,
-    remover_params: dict | None = None,
-    background: torch.Tensor | None = None,
-    fractions=(0.1, 0.25, 0.5),
-    steps: int = 28,
-    seed: int = 0,
-    progress: bool = False,
-    on_stage=None,
-) -> Exploration:
-    """Map, heatmap, counterfactuals and deletion curve for one image: the explorer's model.
-
-    The map is exactly ``kit.attributors.explain(method, model, x, target, remover=...,
-    **params)`` (plus ``seed`` for attributors that take one). For methods that remove nothing
-    (gradients, random) the remover only drives the counterfactuals and the deletion curve.
-
-    Args:
-        model: pixel-space classifier.
-        x: ``(1,3,H,W)`` image in [0,1].
-        target: explained class.
-        method: a :data:`kit.attributors.METHODS` name.
-        remover: a name of :func:`remover_names`.
-        params: hyperparameters of :data:`METHOD_SLIDERS` the method accepts (others are
-            rejected); missing ones take :func:`method_hyperparameters`' defaults.
-        remover_params: remover options (:data:`REMOVER_SLIDERS`); missing ones take defaults.
-        background: ``(1,3,H,W)`` true background, needed by the ``oracle`` remover.
-        fractions: fractions of most relevant pixels removed in the counterfactuals.
-        steps: deletion steps.
-        seed: seed of stochastic methods.
-        progress: tqdm bars in the attributor and the deletion curve.
-        on_stage: optional callable ``(stage: int, label: str)`` called before each of the three
-            stages (0 map, 1 counterfactuals, 2 deletion) and with ``(3, "done")`` at the end.
-
-    Returns:
-        An :class:`Exploration`.
-
-    Raises:
-        ValueError: bad image, unknown method/remover, a hyperparameter the method does not
-            take, or ``stride > window``.
-    """
-    from kit.attributors import explain
-    from kit.masks import upsample
-    from kit.metrics.deletion import deletion_curve
-    from kit.models import _check_images
-
-    _check_images("x", x)
-    if x.shape[0] != 1:
-        raise ValueError(f"x must hold one image (1,3,H,W), got {tuple(x.shape)}")
-    size = x.shape[-1]
-    hp = method_hyperparameters(method, size)
-    unknown = sorted(set(params or {}) - set(hp))
-    if unknown:
-        raise ValueError(
-            f"params {unknown} are not taken by method {method!r}; valid: {sorted(hp) or 'none'}"
-        )
-    hp.update(params or {})
-    ropts = remover_options(remover, size)
-    unknown = sorted(set(remover_params or {}) - set(ropts))
-    if unknown:
-        raise ValueError(
-            f"remover_params {unknown} are not options of remover {remover!r}; "
-            f"valid: {sorted(ropts) or 'none'}"
-        )
-    ropts.update(remover_params or {})
-    if "window" in hp and "stride" in hp and hp["stride"] > hp["window"]:
-        raise ValueError(
-            f"stride must be <= window (no gaps between patches), got window={hp['window']}, "
-            f"stride={hp['stride']}"
-        )
-    rem = _build_remover(remover, ropts, model, background)
-    stage = on_stage or (lambda i, label: None)
-
-    stage(0, f"map: {method}")
-    kwargs = dict(hp)
-    accepted = _attributor_parameters(method)
-    if "seed" in accepted:
-        kwargs["seed"] = seed
-    if "progress" in accepted:
-        kwargs["progress"] = progress
-    if _method(method).remover is not None:
-        kwargs["remover"] = rem
-    sal = explain(method, model, x, target, **kwargs).detach()
-    if _method(method).attributor == "sliding_patch":
-        heat = upsample(sal, size, mode="coverage", window=hp["window"], stride=hp["stride"])
-    else:
-        heat = upsample(sal, size)
-
-    stage(1, f"counterfactuals: {remover}")
-    keep = top_fraction_keep(heat, fractions)
-    with torch.inference_mode():
-        cfs = rem(x, keep).clone()
-
-    stage(2, "deletion curve")
-    curve = deletion_curve(model, x, heat, target, remover=rem, mode="deletion", steps=steps,
-                           progress=progress)
-    stage(3, "done")
-    return Exploration(method, remover, hp, ropts, sal, heat, tuple(float(q) for q in fractions),
-                       cfs, curve)
-
-
-# ----------------------------------------------------------------------------------------------
-# drawing (matplotlib Figures without pyplot: no global state, any backend)
-# ----------------------------------------------------------------------------------------------
-
-
-def _hwc(img: torch.Tensor) -> np.ndarray:
-    return img.detach().cpu().float().permute(1, 2, 0).clamp(0, 1).numpy()
-
-
-def _draw_overlay(ax, x: torch.Tensor, heatmap: torch.Tensor, title: str) -> None:
-    h = heatmap[0, 0].detach().cpu().float().numpy()
-    lim = float(np.abs(h).max()) or 1.0
-    ax.imshow(_hwc(x[0]))
-    # Opacity follows |map|, so pixels the map calls irrelevant show the image itself.
-    alpha = np.clip(0.8 * np.abs(h) / lim, 0, 1)
-    if h.min() < 0:  # signed map: symmetric limits, diverging colours
-        ax.imshow(h, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=alpha)
-    else:
-        ax.imshow(h, cmap="inferno", vmin=0, vmax=lim, alpha=alpha)
-    ax.set_title(title, fontsize=8)
-
-
-def _draw_curves(ax, results: dict[str, Exploration]) -> None:
-    for label, ex in results.items():
-        c = ex.curve
-        ax.plot(np.asarray(c.fractions), np.asarray(c.scores[0]),
-                label=f"{label} (AUC {ex.auc:.3f})")
-    ax.set_xlabel("fraction of pixels removed", fontsize=8)
-    ax.set_ylabel("score of target", fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-0.02, 1.02)  # the score is a probability
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
-    ax.set_title("deletion (lower AUC = better)", fontsize=8)
-
-
-def _off(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def plot_explorations(x: torch.Tensor, results: dict[str, Exploration], *, title: str = ""):
-    """One static figure: per result a row (image, heatmap, counterfactuals), then the curves.
-
-    Args:
-        x: ``(1,3,H,W)`` the explained image.
-        results: label -> :class:`Exploration` (e.g. one per remover).
-        title: figure title.
-
-    Returns:
-        A pyplot Figure (shown by the notebook's inline backend, like :mod:`kit.viz`).
-    """
-    import matplotlib.pyplot as plt
-
-    if not results:
-        raise ValueError("results must hold at least one Exploration")
-    k = max(len(ex.fractions) for ex in results.values())
-    rows = len(results)
-    fig = plt.figure(figsize=(1.7 * (k + 2) + 3.2, 1.9 * rows + 0.4))
-    gs = fig.add_gridspec(rows, k + 3, width_ratios=[1] * (k + 2) + [2.0])
-    for r, (label, ex) in enumerate(results.items()):
-        ax = fig.add_subplot(gs[r, 0])
-        ax.imshow(_hwc(x[0]))
-        ax.set_title("image", fontsize=8)
-        ax.set_ylabel(label, fontsize=8)
-        _off(ax)
-        ax = fig.add_subplot(gs[r, 1])
-        _draw_overlay(ax, x, ex.heatmap, f"{ex.method} map")
-        _off(ax)
-        for i, q in enumerate(ex.fractions):
-            ax = fig.add_subplot(gs[r, 2 + i])
-            ax.imshow(_hwc(ex.counterfactuals[i]))
-            ax.set_title(f"top {q:.0%} removed", fontsize=8)
-            _off(ax)
-    _draw_curves(fig.add_subplot(gs[:, k + 2]), results)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def figure_png(fig, dpi: int = 90, *, tight: bool = True) -> bytes:
-    """PNG bytes of a matplotlib figure (what the widgets display).
-
-    ``tight=False`` keeps the figure's own size, so the picture does not change size (and the
-    page does not jump) when only a title changes.
-    """
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
-    return buf.getvalue()
-
-
-def _overlay_png(x, ex: Exploration) -> bytes:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(2.4, 2.5))
-    ax = fig.add_subplot()
-    _draw_overlay(ax, x, ex.heatmap, f"{ex.method} · {ex.remover}")
-    _off(ax)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9)
-    return figure_png(fig, tight=False)
-
-
-def _strip_png(x, ex: Exploration) -> bytes:
-    from matplotlib.figure import Figure
-
-    k = len(ex.fractions)
-    fig = Figure(figsize=(1.6 * (k + 1), 1.9))
-    fig.suptitle(ex.remover, fontsize=8, x=0.02, ha="left")
-    axes = fig.subplots(1, k + 1)
-    axes[0].imshow(_hwc(x[0]))
-    axes[0].set_title("image", fontsize=8)
-    for i, q in enumerate(ex.fractions):
-        axes[i + 1].imshow(_hwc(ex.counterfactuals[i]))
-        axes[i + 1].set_title(f"top {q:.0%} removed", fontsize=8)
-    for ax in axes:
-        _off(ax)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.78, wspace=0.08)
-    return figure_png(fig, tight=False)
-
-
-def _curve_png(results: dict[str, Exploration]) -> bytes:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.4, 2.7))
-    _draw_curves(fig.add_subplot(), results)
-    fig.tight_layout()
-    return figure_png(fig, tight=False)
-
-
-# ----------------------------------------------------------------------------------------------
-# widgets (thin layer)
-# ----------------------------------------------------------------------------------------------
+"""Remover name -> the slider of each of its :data:`kit.explore.REMOVER_OPTIONS`."""
 
 
 class ExplorerView:
@@ -588,19 +76,17 @@ class ExplorerView:
     widget: ``index``, ``upload``, ``target``, ``method``, ``remover_0`` [, ``remover_1``],
     the method's hyperparameter sliders by keyword, remover options as
     ``remover_0.sigma`` etc.), ``images`` (``heatmap_0``, ``strip_0`` [, ``..._1``], ``curve``),
-    ``progress``, ``status``, ``results`` (label -> :class:`Exploration` of the last update)
-    and ``error`` (the last error message, or None) are public for tests and scripting.
+    ``progress``, ``status``, ``results`` (label -> :class:`~kit.explore.Exploration` of the
+    last update) and ``error`` (the last error message, or None) are public for tests and scripting.
     """
 
     def __init__(self, model, *, image, method, removers, params, seed, size, cache_size):
         import ipywidgets as w
 
-        from kit.attributors import METHODS
-
         self.model, self.seed, self.size = model, seed, size
         self.cache: OrderedDict = OrderedDict()
         self.cache_size = cache_size
-        self.results: dict[str, Exploration] = {}
+        self.results: dict[str, explore.Exploration] = {}
         self.error: str | None = None
         self.updates = 0
         self._hold = False
@@ -621,8 +107,8 @@ class ExplorerView:
         c["method"].add_class("kit-method")
         for i, r in enumerate(removers):
             label = f"remover {'AB'[i]}" if self.n > 1 else "remover"
-            c[f"remover_{i}"] = w.Dropdown(options=remover_names(), value=r, description=label,
-                                           style=slider["style"])
+            c[f"remover_{i}"] = w.Dropdown(options=explore.remover_names(), value=r,
+                                           description=label, style=slider["style"])
             c[f"remover_{i}"].add_class(f"kit-remover-{i}")
         self._slider_kw = slider
         self.hp_box = w.VBox()
@@ -675,14 +161,14 @@ class ExplorerView:
     def _rebuild_hp(self, params=None) -> None:
         # Values chosen earlier are remembered per (attributor, keyword), so SP -> SP-G keeps the
         # patch geometry and a detour through another method does not reset it.
-        old = _method(self._hp_method).attributor if self._hp_method else None
+        old = METHODS[self._hp_method].attributor if self._hp_method else None
         for name in METHOD_SLIDERS:
             slider = self.controls.pop(name, None)
             if slider is not None:
                 self._hp_memory[(old, name)] = slider.value
         method = self.controls["method"].value
-        attributor = _method(method).attributor
-        hp = method_hyperparameters(method, self.size)
+        attributor = METHODS[method].attributor
+        hp = explore.method_hyperparameters(method, self.size)
         hp.update({k: self._hp_memory[(attributor, k)] for k in hp
                    if (attributor, k) in self._hp_memory})
         hp.update({k: v for k, v in (params or {}).items() if k in hp})
@@ -696,7 +182,7 @@ class ExplorerView:
         for k in [k for k in self.controls if k.startswith(prefix)]:
             del self.controls[k]
         name = self.controls[f"remover_{i}"].value
-        opts = remover_options(name, self.size)
+        opts = explore.remover_options(name, self.size)
         for k, v in opts.items():
             self.controls[prefix + k] = self._make_slider(REMOVER_SLIDERS[name][k], v)
         self.ropt_boxes[i].children = [self.controls[prefix + k] for k in opts]
@@ -729,8 +215,6 @@ class ExplorerView:
             self._set_image(bytes(files[0]["content"]))
 
     def _on_method(self, change) -> None:
-        from kit.attributors import METHODS
-
         self._hold = True
         try:
             self._rebuild_hp()
@@ -751,9 +235,10 @@ class ExplorerView:
     # --- computation -----------------------------------------------------------------------
 
     def current(self) -> dict:
-        """The selection as keyword arguments of :func:`compute` (one dict per remover)."""
+        """The selection as keyword arguments of :func:`kit.explore.compute` (one per remover)."""
         c = self.controls
-        hp = {k: c[k].value for k in method_hyperparameters(c["method"].value, self.size)}
+        hp = {k: c[k].value
+              for k in explore.method_hyperparameters(c["method"].value, self.size)}
         out = []
         for i in range(self.n):
             name = c[f"remover_{i}"].value
@@ -798,7 +283,7 @@ class ExplorerView:
                                 f"computing {label}"
                                 + (f" (remover {'AB'[i]})" if self.n > 1 else ""))
 
-                    self.cache[key] = compute(
+                    self.cache[key] = explore.compute(
                         self.model, self.image.x, kw["target"], method=kw["method"],
                         remover=kw["remover"], params=kw["params"],
                         remover_params=kw["remover_params"], background=self.image.background,
@@ -811,9 +296,9 @@ class ExplorerView:
             return
         self.results = results
         for i, ex in enumerate(results.values()):
-            self.images[f"heatmap_{i}"].value = _overlay_png(self.image.x, ex)
-            self.images[f"strip_{i}"].value = _strip_png(self.image.x, ex)
-        self.images["curve"].value = _curve_png(results)
+            self.images[f"heatmap_{i}"].value = overlay_png(self.image.x, ex)
+            self.images[f"strip_{i}"].value = strip_png(self.image.x, ex)
+        self.images["curve"].value = curve_png(results)
         self.progress.value = 3
         self.progress.description = "done"
         target = self.model.classes[self.controls["target"].value]
@@ -834,10 +319,10 @@ def explorer_view(model=None, *, image=0, method: str = "SP", removers=("gray",)
 
     Args:
         model: classifier; None loads the world classifier.
-        image: initial image: world test index, path or bytes (see :func:`load_image`).
+        image: initial image: world test index, path or bytes (see :func:`kit.data.load_image`).
         method: initial :data:`kit.attributors.METHODS` name.
         removers: one or two remover names (two = the comparison view).
-        params: initial hyperparameters (keys of :func:`method_hyperparameters`).
+        params: initial hyperparameters (keys of :func:`kit.explore.method_hyperparameters`).
         seed: seed of the world's test stream and of stochastic methods.
         size: image side.
         cache_size: results kept in the view's LRU cache.
@@ -851,8 +336,8 @@ def explorer_view(model=None, *, image=0, method: str = "SP", removers=("gray",)
     if len(removers) not in (1, 2):
         raise ValueError(f"removers must hold 1 or 2 names, got {removers!r}")
     for r in removers:
-        remover_options(r)  # validates
-    _method(method)
+        explore.remover_options(r)  # validates
+    explore.method_hyperparameters(method)  # validates the name
     if not (isinstance(cache_size, int) and cache_size >= 1):
         raise ValueError(f"cache_size must be an int >= 1, got {cache_size!r}")
     model = load_classifier("world") if model is None else model
