@@ -15,6 +15,14 @@ from kit.checks import positive_int as check_positive_int  # noqa: F401 (attribu
 from kit.engine import SCORES, batched_scores, check_score, class_score  # noqa: F401
 
 
+def no_remover(method: str, remover) -> None:
+    """Raise unless ``remover`` is None: the uniform signature's ``remover`` for methods that
+    remove no pixels (gradients, Grad-CAM, sobel, random)."""
+    if remover is not None:
+        raise ValueError(f"remover: {method} removes no pixels, so it takes no remover; "
+                         f"got {remover!r} (pass remover=None)")
+
+
 def check_inputs(model, x: torch.Tensor, target) -> torch.Tensor:
     """Validate ``x`` and ``target``; return the target as a long ``(N,)`` tensor on x's device.
 

@@ -22,7 +22,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kit.attributors._common import check_inputs, check_positive_int, check_score, model_guard
+from kit.attributors._common import (
+    check_inputs,
+    check_positive_int,
+    check_score,
+    model_guard,
+    no_remover,
+)
 from kit.attributors.gradients import BATCH_SIZE, _check_grad_mode, _chunks, _leaf, _Scored
 
 
@@ -52,7 +58,7 @@ def _resolve_layer(model: nn.Module, layer) -> nn.Module:
     raise TypeError(f"layer must be None, a dotted name or a module, got {type(layer).__name__}")
 
 
-def grad_cam(model, x: torch.Tensor, target, *, layer: str | nn.Module | None = None,
+def grad_cam(model, x: torch.Tensor, target, *, remover=None, layer: str | nn.Module | None = None,
              score: str = "logit", batch_size: int = BATCH_SIZE, seed: int = 0,
              progress: bool = False) -> torch.Tensor:
     """Grad-CAM map at ``layer``'s native grid.
@@ -73,6 +79,7 @@ def grad_cam(model, x: torch.Tensor, target, *, layer: str | nn.Module | None = 
     """
     from captum.attr import LayerGradCam
 
+    no_remover("grad_cam", remover)
     t = check_inputs(model, x, target)
     check_score(score)
     check_positive_int("batch_size", batch_size)

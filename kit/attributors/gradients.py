@@ -61,7 +61,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from kit.attributors._common import check_inputs, check_positive_int, check_score, model_guard
+from kit.attributors._common import (
+    check_inputs,
+    check_positive_int,
+    check_score,
+    model_guard,
+    no_remover,
+)
 
 BATCH_SIZE = 64
 """Default images per forward/backward pass."""
@@ -317,7 +323,7 @@ def _baseline(baseline, x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def saliency(model, x: torch.Tensor, target, *, score: str = "logit",
+def saliency(model, x: torch.Tensor, target, *, remover=None, score: str = "logit",
              batch_size: int = BATCH_SIZE, seed: int = 0, progress: bool = False) -> torch.Tensor:
     """Vanilla gradient (Simonyan et al. 2014): ``max_c |dS_t/dx_c|``.
 
@@ -326,11 +332,12 @@ def saliency(model, x: torch.Tensor, target, *, score: str = "logit",
     Returns:
         ``(N,1,H,W)`` float32, >= 0.
     """
+    no_remover("saliency", remover)
     return gradient_explain(model, x, target, method="saliency", score=score,
                             batch_size=batch_size, seed=seed, progress=progress).sal
 
 
-def input_x_gradient(model, x: torch.Tensor, target, *, score: str = "logit",
+def input_x_gradient(model, x: torch.Tensor, target, *, remover=None, score: str = "logit",
                      batch_size: int = BATCH_SIZE, seed: int = 0,
                      progress: bool = False) -> torch.Tensor:
     """Input x gradient: ``sum_c x_c * dS_t/dx_c`` (pixel space).
@@ -338,11 +345,12 @@ def input_x_gradient(model, x: torch.Tensor, target, *, score: str = "logit",
     Returns:
         ``(N,1,H,W)`` float32, signed.
     """
+    no_remover("input_x_gradient", remover)
     return gradient_explain(model, x, target, method="input_x_gradient", score=score,
                             batch_size=batch_size, seed=seed, progress=progress).sal
 
 
-def integrated_gradients(model, x: torch.Tensor, target, *, score: str = "logit",
+def integrated_gradients(model, x: torch.Tensor, target, *, remover=None, score: str = "logit",
                          batch_size: int = BATCH_SIZE, seed: int = 0, progress: bool = False,
                          steps: int = 50, baseline=0.0) -> torch.Tensor:
     """Integrated gradients (Sundararajan et al. 2017), right Riemann sum, black baseline.
@@ -358,12 +366,13 @@ def integrated_gradients(model, x: torch.Tensor, target, *, score: str = "logit"
     Returns:
         ``(N,1,H,W)`` float32, signed.
     """
+    no_remover("integrated_gradients", remover)
     return gradient_explain(model, x, target, method="integrated_gradients", score=score,
                             batch_size=batch_size, seed=seed, progress=progress, steps=steps,
                             baseline=baseline).sal
 
 
-def smoothgrad(model, x: torch.Tensor, target, *, score: str = "logit",
+def smoothgrad(model, x: torch.Tensor, target, *, remover=None, score: str = "logit",
                batch_size: int = BATCH_SIZE, seed: int = 0, progress: bool = False,
                n_samples: int = 50, spread: float = 0.15,
                sigma: float | None = None) -> torch.Tensor:
@@ -379,12 +388,13 @@ def smoothgrad(model, x: torch.Tensor, target, *, score: str = "logit",
     Returns:
         ``(N,1,H,W)`` float32, >= 0.
     """
+    no_remover("smoothgrad", remover)
     return gradient_explain(model, x, target, method="smoothgrad", score=score,
                             batch_size=batch_size, seed=seed, progress=progress,
                             n_samples=n_samples, spread=spread, sigma=sigma).sal
 
 
-def smoothgrad_sq(model, x: torch.Tensor, target, *, score: str = "logit",
+def smoothgrad_sq(model, x: torch.Tensor, target, *, remover=None, score: str = "logit",
                   batch_size: int = BATCH_SIZE, seed: int = 0, progress: bool = False,
                   n_samples: int = 50, spread: float = 0.15,
                   sigma: float | None = None) -> torch.Tensor:
@@ -393,12 +403,13 @@ def smoothgrad_sq(model, x: torch.Tensor, target, *, score: str = "logit",
     Returns:
         ``(N,1,H,W)`` float32, >= 0.
     """
+    no_remover("smoothgrad_sq", remover)
     return gradient_explain(model, x, target, method="smoothgrad_sq", score=score,
                             batch_size=batch_size, seed=seed, progress=progress,
                             n_samples=n_samples, spread=spread, sigma=sigma).sal
 
 
-def vargrad(model, x: torch.Tensor, target, *, score: str = "logit",
+def vargrad(model, x: torch.Tensor, target, *, remover=None, score: str = "logit",
             batch_size: int = BATCH_SIZE, seed: int = 0, progress: bool = False,
             n_samples: int = 50, spread: float = 0.15,
             sigma: float | None = None) -> torch.Tensor:
@@ -408,12 +419,13 @@ def vargrad(model, x: torch.Tensor, target, *, score: str = "logit",
     Returns:
         ``(N,1,H,W)`` float32, >= 0.
     """
+    no_remover("vargrad", remover)
     return gradient_explain(model, x, target, method="vargrad", score=score,
                             batch_size=batch_size, seed=seed, progress=progress,
                             n_samples=n_samples, spread=spread, sigma=sigma).sal
 
 
-def guided_backprop(model, x: torch.Tensor, target, *, score: str = "logit",
+def guided_backprop(model, x: torch.Tensor, target, *, remover=None, score: str = "logit",
                     batch_size: int = BATCH_SIZE, seed: int = 0,
                     progress: bool = False) -> torch.Tensor:
     """Guided backprop (Springenberg et al. 2015) through Captum's ``GuidedBackprop``:
@@ -425,5 +437,6 @@ def guided_backprop(model, x: torch.Tensor, target, *, score: str = "logit",
     Returns:
         ``(N,1,H,W)`` float32, >= 0.
     """
+    no_remover("guided_backprop", remover)
     return gradient_explain(model, x, target, method="guided_backprop", score=score,
                             batch_size=batch_size, seed=seed, progress=progress).sal

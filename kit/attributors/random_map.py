@@ -21,7 +21,7 @@ import hashlib
 
 import torch
 
-from kit.attributors._common import check_inputs
+from kit.attributors._common import check_inputs, no_remover
 
 
 def _size(size, x: torch.Tensor) -> tuple[int, int]:
@@ -44,7 +44,7 @@ def _image_seed(seed: int, image: torch.Tensor) -> int:
     return int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
 
 
-def random_baseline(model, x: torch.Tensor, target, *, seed: int = 0,
+def random_baseline(model, x: torch.Tensor, target, *, remover=None, seed: int = 0,
                     size: int | tuple[int, int] | None = None, batch_size: int | None = None,
                     progress: bool = False) -> torch.Tensor:
     """Uniform random map per image, independent of the model and target.
@@ -63,6 +63,7 @@ def random_baseline(model, x: torch.Tensor, target, *, seed: int = 0,
     Returns:
         ``(N,1,h,w)`` float32 in [0,1) on ``x.device``.
     """
+    no_remover("random", remover)
     check_inputs(model, x, target)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")

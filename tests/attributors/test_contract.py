@@ -31,9 +31,6 @@ CHEAP = {
     "window": 8,  # sliding patch
     "stride": 8,
     "iterations": 5,  # mask optimisation (MP, MP2, FIDO)
-    "max_iter": 5,
-    "n_iter": 5,
-    "epochs": 2,
     "grid": 4,
     "n_segments": 10,  # LIME superpixels
 }
@@ -50,7 +47,7 @@ def cheap_kwargs(name: str, fn) -> dict:
 
 def _cases():
     for name, fn in ATTRIBUTORS.items():
-        if "remover" in inspect.signature(fn).parameters:
+        if inspect.signature(fn).parameters["remover"].default is not None:  # removes pixels
             for r in REMOVERS:
                 yield pytest.param(name, r, id=f"{name}-{r}")
         else:
@@ -84,6 +81,19 @@ def test_signature(name):
     assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:3])
     for p in params[3:]:
         assert p.kind is p.KEYWORD_ONLY and p.default is not p.empty, p.name
+    # the one uniform signature: callers never inspect it to decide what to pass
+    names = [p.name for p in params]
+    assert {"remover", "seed", "batch_size", "progress"} <= set(names[3:]), names
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_uniform_keywords_accepted(tiny_cnn, images, name):
+    """seed, batch_size and progress are accepted by every attributor; methods that remove no
+    pixels refuse a remover by name."""
+    fn = ATTRIBUTORS[name]
+    if inspect.signature(fn).parameters["remover"].default is None:
+        with pytest.raises(ValueError, match="remover"):
+            fn(tiny_cnn, images, TARGETS, remover="gray")
 
 
 @pytest.mark.parametrize("name, remover", CASES)
@@ -192,7 +202,8 @@ BAD_INPUTS = {
 def test_bad_inputs_name_the_argument(run, images, name, bad):
     make_x, target, pattern = BAD_INPUTS[bad]
     fn = ATTRIBUTORS[name]
-    remover = "gray" if "remover" in inspect.signature(fn).parameters else None
+    removes = inspect.signature(fn).parameters["remover"].default is not None
+    remover = "gray" if removes else None
     with pytest.raises((ValueError, TypeError), match=pattern):
         run(name, remover, make_x(images), target=target)
 
