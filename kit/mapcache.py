@@ -19,8 +19,6 @@ size (tested in ``tests/attributors/test_contract.py``). Files are written atomi
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,63 +26,29 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from kit.paths import CACHE_DIR
+from kit import cache
+from kit.checks import images
+from kit.maps import Maps, method_geometry
 
-__all__ = ["compute_maps", "cache_key", "CHUNK", "cache_dir"]
+__all__ = ["compute_maps", "cache_key", "CHUNK", "cache_dir", "SOURCES"]
 
 CHUNK = 16
 """Images per cached chunk (a divisor of the usual image counts keeps chunks shareable)."""
 
-_SOURCES = ("attributors", "removers.py", "masks.py", "models.py", "nets.py", "defaults.py",
-            "external.py")
-_code_digest: str | None = None
+SOURCES = ("attributors", "engine.py", "removers.py", "masks.py", "models", "nets.py",
+           "defaults.py", "checks.py")
+"""The kit sources (relative to ``kit/``) a map depends on: editing one invalidates the maps."""
 
 
 def cache_dir() -> Path:
-    """``CACHE_DIR/maps`` (``KIT_CACHE`` moves it)."""
-    return Path(os.environ.get("KIT_CACHE", CACHE_DIR)) / "maps"
-
-
-def _sha(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(hashlib.sha256(p).digest())
-    return h.hexdigest()
-
-
-def _code() -> str:
-    """Digest of the kit source files a map depends on (computed once per process)."""
-    global _code_digest
-    if _code_digest is None:
-        root = Path(__file__).resolve().parent
-        files = []
-        for name in _SOURCES:
-            p = root / name
-            files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        _code_digest = _sha(torch.__version__.encode(),
-                            *(f.relative_to(root).as_posix().encode() + f.read_bytes()
-                              for f in files if f.exists()))
-    return _code_digest
-
-
-def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().to("cpu").contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return str((t.dtype, tuple(t.shape))).encode() + t.numpy().tobytes()
-
-
-def _model_digest(model) -> str:
-    state = model.state_dict()
-    return _sha(type(model).__name__.encode(),
-                *(k.encode() + _tensor_bytes(state[k]) for k in sorted(state)))
+    """``<cache root>/maps`` (``KIT_CACHE`` moves it, read at call time)."""
+    return cache.cache_root() / "maps"
 
 
 def _inpainter_digest() -> str:
     from kit.paths import DATA_DIR
 
-    path = DATA_DIR / "world_inpainter.pt"
-    return _sha(path.read_bytes()) if path.exists() else "missing"
+    return cache.file_digest(DATA_DIR / "world_inpainter.pt")
 
 
 def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
@@ -94,25 +58,11 @@ def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
     if not all(isinstance(v, (str, int, float, bool, type(None), tuple, list)) for v in
                config.values()):
         return None
-    parts = [name.encode(), repr(sorted(config.items())).encode(), model_digest.encode(),
-             _tensor_bytes(x), _tensor_bytes(target), str(int(seed)).encode(), _code().encode()]
+    parts = [name, repr(sorted(config.items())), model_digest, x, target, str(int(seed)),
+             cache.code_digest(*SOURCES)]
     if config.get("remover") == "inpaint":
-        parts.append(_inpainter_digest().encode())
-    return _sha(*parts)[:32]
-
-
-def _load(path: Path) -> torch.Tensor | None:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable/truncated file (the unpickler raises many
-        return None    # types) is recomputed and overwritten, never trusted
-
-
-def _save(t: torch.Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(t.detach().cpu().contiguous(), tmp)
-    os.replace(tmp, path)
+        parts.append(_inpainter_digest())
+    return cache.digest(*parts)
 
 
 def compute_maps(
@@ -127,8 +77,8 @@ def compute_maps(
     cache: bool = True,
     progress: bool = False,
     timings: dict | None = None,
-) -> dict[str, torch.Tensor]:
-    """Maps of every method in ``names`` for the images ``x``.
+) -> Maps:
+    """Maps of every method in ``names`` for the images ``x``, with their geometry.
 
     Args:
         names: method names of :data:`kit.attributors.METHODS`.
@@ -138,24 +88,25 @@ def compute_maps(
         overrides: per-method hyperparameter overrides, ``{name: {param: value}}``, e.g. a
             :data:`kit.attributors.PROFILES` entry; entries for methods not in ``names`` are
             ignored, unknown method names are an error.
-        seed: passed to every attributor that takes one (part of the cache key).
+        seed: passed to every attributor (part of the cache key).
         batch_size: passed to the attributors (does not change the maps, only speed and memory).
-        cache: read and write ``CACHE_DIR/maps``.
+        cache: read and write ``<cache root>/maps``.
         progress: a tqdm bar over (method, chunk) steps.
         timings: if a dict is given, it receives ``{name: seconds spent computing}`` (0 for a
             method served entirely from the cache).
 
     Returns:
-        ``{name: (N,1,h,w) float tensor}`` in the order of ``names``.
+        :class:`kit.maps.Maps`: ``{name: (N,1,h,w) float tensor}`` in the order of ``names``,
+        with ``.geometry[name]`` the upsampling spec of each map (coverage for SP grids), so
+        every metric and plot turns the same map into the same pixels.
 
     Raises:
         ValueError: unknown method name, bad ``overrides`` key, or mismatched ``target``.
     """
-    import inspect
+    from kit import cache as store
+    from kit.attributors import METHODS, explain
 
-    from kit.attributors import METHODS, explain, get_attributor
-    from kit.models import _check_images
-
+    use_cache = cache
     names = list(names)
     unknown = [n for n in names if n not in METHODS]
     if unknown:
@@ -164,7 +115,7 @@ def compute_maps(
     stray = [k for k in overrides if k not in METHODS]
     if stray:  # entries for methods not requested are fine (a shared profile), typos are not
         raise ValueError(f"overrides: unknown method(s) {stray}; valid names: {', '.join(METHODS)}")
-    _check_images("x", x)
+    images("x", x)
     n = x.shape[0]
     target = torch.as_tensor(target, dtype=torch.long).to("cpu")
     if target.ndim == 0:
@@ -173,36 +124,35 @@ def compute_maps(
         raise ValueError(
             f"target: expected an int or shape ({n},), got shape {tuple(target.shape)}")
 
-    digest = _model_digest(model) if cache else ""
+    digest = store.model_digest(model) if use_cache else ""
     chunks = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
     bar = tqdm(total=len(names) * len(chunks), desc="maps", disable=not progress, leave=False)
-    out: dict[str, torch.Tensor] = {}
+    out = Maps()
     for name in names:
         m = METHODS[name]
         config = {"attributor": m.attributor, "remover": m.remover, **m.params,
                   **dict(overrides.get(name, {}))}
-        kw = dict(overrides.get(name, {}))
-        accepted = inspect.signature(get_attributor(m.attributor)).parameters
-        if batch_size is not None and "batch_size" in accepted:
+        # the uniform signature: every attributor takes seed (and batch_size), no inspection
+        kw = {**dict(overrides.get(name, {})), "seed": seed}
+        if batch_size is not None:
             kw["batch_size"] = batch_size
-        if "seed" in accepted:  # deterministic attributors (SP, gradients) take no seed
-            kw["seed"] = seed
         spent = 0.0
         parts = []
         for s, e in chunks:
             xs, ts = x[s:e], target[s:e]
-            key = cache_key(name, config, digest, xs, ts, seed) if cache else None
+            key = cache_key(name, config, digest, xs, ts, seed) if use_cache else None
             path = cache_dir() / f"{name}-{key}.pt" if key else None
-            sal = _load(path) if path is not None and path.exists() else None
+            sal = store.read(path) if path is not None else None
             if sal is None:
                 t0 = time.perf_counter()
                 sal = explain(name, model, xs, ts, **kw).detach().cpu()
                 spent += time.perf_counter() - t0
                 if path is not None:
-                    _save(sal, path)
+                    store.write(sal, path)
             parts.append(sal)
             bar.update(1)
         out[name] = torch.cat(parts)
+        out.geometry[name] = method_geometry(name, tuple(x.shape[-2:]), overrides.get(name))
         if timings is not None:
             timings[name] = spent
     bar.close()

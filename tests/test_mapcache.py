@@ -74,8 +74,29 @@ def test_no_cache_writes_nothing_and_corrupt_files_are_recomputed(tmp_path, monk
     ref = mapcache.compute_maps(["Saliency"], model, x, t)["Saliency"]
     (f,) = (tmp_path / "maps").glob("*.pt")
     f.write_bytes(b"truncated")
-    again = mapcache.compute_maps(["Saliency"], model, x, t)["Saliency"]
+    with pytest.warns(RuntimeWarning, match="corrupted"):
+        again = mapcache.compute_maps(["Saliency"], model, x, t)["Saliency"]
     assert torch.equal(ref, again)
+    from kit import cache
+
+    assert torch.equal(cache.read(f), ref)  # rewritten as a valid, checksummed entry
+
+
+def test_maps_carry_their_geometry(tmp_path, monkeypatch, toy_classifier):
+    """SP grids reach pixels by coverage with the run's window and stride; others bilinearly."""
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    maps = mapcache.compute_maps(["SP", "Saliency"], model, x, t,
+                                 overrides={"SP": {"window": 4, "stride": 2}}, cache=False)
+    side = x.shape[-1]
+    assert maps.geometry["SP"] == {"mode": "coverage", "window": 4, "stride": 2}
+    assert maps.geometry["Saliency"] == {"mode": "bilinear"}
+    pix = maps.pixels("SP", side)
+    assert pix.shape == (x.shape[0], 1, side, side)
+    from kit.masks import upsample
+
+    g = maps.geometry["SP"]
+    assert torch.equal(pix, upsample(maps["SP"], side, "coverage", window=g["window"],
+                                     stride=g["stride"]))
 
 
 def test_bad_input(tmp_path, monkeypatch, toy_classifier):
