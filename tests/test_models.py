@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from kit import world
+from kit import models, world
 from kit.metrics import classification, plausibility
-from kit import models
 from kit.models import (
     CLASSIFIERS,
     INPAINTERS,

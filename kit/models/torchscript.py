@@ -167,7 +167,7 @@ resolution-robust, so it runs at the native size by default; pass ``size=512`` t
 512x512."""
 
 FLAVORS = {"torchscript": {}, "lama": LAMA_DEFAULTS}
-"""Default :class:`TorchScriptInpainter` options per flavor (``"torchscript"``: the class defaults)."""
+"""Default :class:`TorchScriptInpainter` options per flavor (``"torchscript"``: the class's own)."""
 
 
 def load_torchscript_inpainter(
