@@ -137,7 +137,8 @@ def test_inpaint_passes_hole_polarity_and_batches():
 
 
 def test_registry_and_get_remover():
-    assert set(REMOVERS) == {"gray", "blur", "noise", "telea", "ns", "inpaint", "oracle", "precomputed", "cached"}
+    assert set(REMOVERS) == {"gray", "blur", "insertion_blur", "noise", "telea", "ns", "inpaint", "oracle",
+                             "precomputed", "cached"}
     assert get_remover("blur", sigma=5).sigma == 5
     g = Gray(color=(0.1, 0.1, 0.1))
     assert get_remover(g) is g
@@ -228,3 +229,33 @@ def test_opencv_with_nothing_kept_removes_everything(remover):
     assert torch.equal(remover(rand((1, 3, 16, 16), 5), keep[1:2])[0], out[1])
     assert torch.equal(out[0], x[0])
     assert not torch.equal(out[2], Gray()(x[2:3], keep[2:3])[0])  # still OpenCV's fill
+
+
+def test_resolver_size_model_and_backgrounds():
+    """The one resolver: blur sigma from the image size, gray and the Telea/NS empty-hole fill
+    from the explained model's mean, the oracle from per-image backgrounds (sliced by take)."""
+    from kit.removers import TrueBackground
+
+    assert get_remover("blur", size=64).sigma == 3.0
+    assert get_remover("blur", size=(224, 224)).sigma == 10.0
+    assert get_remover("blur", size=224, sigma=2).sigma == 2
+
+    class M:
+        mean = (0.485, 0.456, 0.406)
+
+    assert get_remover("gray", model=M()).color == M.mean
+    telea = get_remover("telea", model=M())
+    x = torch.rand(2, 3, 8, 8)
+    out = telea(x, torch.zeros(2, 1, 8, 8))  # nothing kept: the model's own mean, not the world's
+    assert torch.allclose(out[:, :, 0, 0], torch.tensor(M.mean).expand(2, 3), atol=1e-6)
+
+    with pytest.raises(ValueError, match="oracle.*backgrounds="):
+        get_remover("oracle")
+    bg = torch.rand(3, 3, 8, 8)
+    oracle = get_remover("oracle", backgrounds=bg)
+    assert isinstance(oracle, TrueBackground)
+    one = oracle.take(torch.tensor([2]))
+    assert torch.equal(one(x[:1], torch.zeros(1, 1, 8, 8)), bg[2:3])
+    assert get_remover("gray").take(torch.tensor([0])) == get_remover("gray")
+    with pytest.raises(ValueError, match="unknown remover 'nope'; valid names: gray"):
+        get_remover("nope")

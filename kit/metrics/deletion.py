@@ -32,17 +32,15 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
-from tqdm.auto import tqdm
 
-from kit.attributors.sliding_patch import model_input
-from kit.masks import upsample
-from kit.removers import Precomputed, Remover, TrueBackground, get_remover
+from kit.engine import score_masks
+from kit.maps import geometry_of, to_pixels
+from kit.masks import TopFraction, pixel_rank
+from kit.removers import InsertionBlur, Remover, get_remover
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -127,35 +125,18 @@ def auc(scores: torch.Tensor, *, convention: str = "rise") -> torch.Tensor:
 
 
 def resolve_remover(spec, model=None, *, backgrounds: torch.Tensor | None = None) -> Remover:
-    """A remover from a name or object: :data:`INSERTION_BLUR` or any
-    :func:`kit.removers.get_remover` name (``gray`` takes the classifier's mean colour;
-    ``oracle`` needs ``backgrounds``, the true backgrounds aligned with the images)."""
-    if isinstance(spec, str) and spec == INSERTION_BLUR:
-        return InsertionBlur()
-    if isinstance(spec, str) and spec == "oracle":
-        if backgrounds is None:
-            raise ValueError("remover 'oracle' needs backgrounds= (the images' true backgrounds)")
-        return TrueBackground(backgrounds)
-    if isinstance(spec, str):
-        try:
-            return get_remover(spec, model=model if hasattr(model, "mean") else None)
-        except ValueError as err:
-            raise ValueError(f"remover: {err} (or {INSERTION_BLUR!r})") from None
-    if isinstance(spec, Remover):
-        return spec
-    raise TypeError(f"remover must be a remover name or a kit.removers.Remover, "
-                    f"got {type(spec).__name__}")
+    """A remover from a name or object, through the one resolver :func:`kit.removers.get_remover`
+    (``gray`` takes the classifier's mean colour; ``oracle`` needs ``backgrounds``)."""
+    return get_remover(spec, model=model if hasattr(model, "mean") else None,
+                       backgrounds=backgrounds)
 
 
 def pixel_order(sal: torch.Tensor, size, *, upsample_mode: str = "bilinear",
                 **upsample_kw) -> torch.Tensor:
     """Pixel ranks by decreasing saliency, ``(N, H*W)`` long; ``rank[n, p] = 0`` for the most
-    salient pixel. Ties keep row-major order (stable sort)."""
-    pix = upsample(sal.detach().float().cpu(), size, mode=upsample_mode, **upsample_kw)
-    order = torch.argsort(-pix.flatten(1), dim=1, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
-    return rank
+    salient pixel. Ties keep row-major order (:func:`kit.masks.pixel_rank`)."""
+    pix = to_pixels(sal.detach().float().cpu(), size, {"mode": upsample_mode, **upsample_kw})
+    return pixel_rank(pix)
 
 
 def _check(model, x, sal, target, mode, steps, batch_size):
@@ -216,24 +197,14 @@ def deletion_curve(model, x: torch.Tensor, sal: torch.Tensor, target, *, remover
     hw = H * W
     step = math.ceil(hw / steps)
     counts = torch.clamp(torch.arange(steps + 1) * step, max=hw)           # pixels moved at i
-    rank = pixel_order(sal, (H, W), upsample_mode=upsample_mode, **upsample_kw).to(x.device)
-    per_image = isinstance(rem, Precomputed) and rem.fill_image.shape[0] not in (1,)
-    if per_image and rem.fill_image.shape[0] != n:
+    if isinstance(rem, Remover) and hasattr(rem, "fill_image") and \
+            rem.fill_image.shape[0] not in (1, n):
         raise ValueError(f"remover's fill_image has {rem.fill_image.shape[0]} images, x has {n}")
-
+    pix = to_pixels(sal.detach().float().cpu(), (H, W), {"mode": upsample_mode, **upsample_kw})
+    masks = TopFraction(pix, counts=counts, mode="remove" if mode == "deletion" else "keep")
     S = steps + 1
-    total = n * S
-    scores = torch.empty(total, dtype=torch.float32)
-    chunks = range(0, total, batch_size)
-    with torch.inference_mode():
-        for s in tqdm(chunks, desc=mode, disable=not progress, leave=False):
-            k = torch.arange(s, min(s + batch_size, total))
-            img, i = k // S, k % S
-            moved = rank[img] < counts[i].to(x.device)[:, None]            # (B, H*W)
-            keep = (~moved if mode == "deletion" else moved).to(x.dtype).view(-1, 1, H, W)
-            r = dataclasses.replace(rem, fill_image=rem.fill_image[img]) if per_image else rem
-            logits = model(model_input(r(x[img], keep)))
-            scores[k] = logits.float().softmax(1).gather(1, t[img][:, None]).squeeze(1).cpu()
+    scores = score_masks(model, x, t, masks, rem, score="prob", batch_size=batch_size,
+                         progress=progress, desc=mode).float().cpu()
     scores = scores.view(n, S)
     return Curve(
         fractions=counts.float() / hw,
@@ -256,14 +227,18 @@ def insertion_curve(model, x: torch.Tensor, sal: torch.Tensor, target, *,
 
 def curve_table(model, x: torch.Tensor, maps: dict, target, removers, *, mode: str = "deletion",
                 steps: int = 28, batch_size: int = 256, progress: bool = False,
-                backgrounds: torch.Tensor | None = None, upsample_mode: str = "bilinear"):
+                backgrounds: torch.Tensor | None = None, upsample_mode: str | None = None):
     """Curves of every map under every remover, and their per-image AUCs as a long table.
 
     Args:
         model, x, target: as in :func:`deletion_curve`.
-        maps: method -> ``(N,1,h,w)`` maps of the images ``x``.
+        maps: method -> ``(N,1,h,w)`` maps of the images ``x``; a :class:`kit.maps.Maps` (what
+            :func:`kit.mapcache.compute_maps` returns) brings each map's geometry, so SP grids
+            are spread by coverage.
         removers: remover names (or a name -> remover mapping); ``oracle`` uses ``backgrounds``.
-        mode, steps, batch_size, progress, upsample_mode: as in :func:`deletion_curve`.
+        mode, steps, batch_size, progress: as in :func:`deletion_curve`.
+        upsample_mode: None (default) = each map's own geometry (:mod:`kit.maps`); a mode name
+            forces it for every map.
 
     Returns:
         ``(per_image, curves)``: DataFrame ``image, method, remover, metric, value`` (metric
@@ -280,9 +255,10 @@ def curve_table(model, x: torch.Tensor, maps: dict, target, removers, *, mode: s
     frames, curves = [], {}
     for rname, rem in built.items():
         for name, sal in maps.items():
+            g = geometry_of(maps, name) if upsample_mode is None else {"mode": upsample_mode}
             c = deletion_curve(model, x, sal, target, remover=rem, mode=mode, steps=steps,
                                batch_size=batch_size, progress=progress,
-                               upsample_mode=upsample_mode)
+                               upsample_mode=g.pop("mode"), **g)
             curves[name, rname] = c
             frames.append(pd.DataFrame({"image": np.arange(x.shape[0]), "method": name,
                                         "remover": rname, "metric": c.metric,
