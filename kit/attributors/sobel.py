@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kit.attributors._common import check_inputs
+from kit.attributors._common import check_inputs, no_remover
 from kit.checks import positive_int
 from kit.checks import seed as seed_check
 
 
-def sobel(model, x: torch.Tensor, target, *, seed: int = 0, batch_size: int = 64,
+def sobel(model, x: torch.Tensor, target, *, remover=None, seed: int = 0, batch_size: int = 64,
           progress: bool = False) -> torch.Tensor:
     """Vertical Sobel derivative of the normalised image, summed over channels.
 
@@ -44,6 +44,7 @@ def sobel(model, x: torch.Tensor, target, *, seed: int = 0, batch_size: int = 64
     """
     from scipy.ndimage import sobel as scipy_sobel
 
+    no_remover("sobel", remover)
     check_inputs(model, x, target)
     seed_check("seed", seed)
     batch_size = positive_int("batch_size", batch_size)

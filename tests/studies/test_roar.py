@@ -1,17 +1,21 @@
-"""ROAR / KAR (kit.metrics.roar): exact fractions, complements, seeded random baseline, gray fill,
+"""ROAR / KAR (kit.studies.roar): exact fractions, complements, seeded random baseline, gray fill,
 deterministic retraining, the tables, the cache and bad inputs. Tiny sizes only."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from kit import world
-from kit.metrics import roar
+from kit.masks import top_count
+from kit.studies import roar
+from kit.train import train_classifier
+
+
+def top_mask(sal: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The pixels ROAR removes (= the ones KAR keeps)."""
+    return roar.keep_mask(sal, fraction, "kar")
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +36,9 @@ def test_top_mask_has_exact_fraction_even_with_ties(fraction):
     smooth = torch.rand(2, 1, 16, 16, generator=g)
     blocky = torch.rand(2, 1, 4, 4, generator=g).repeat_interleave(4, 2).repeat_interleave(4, 3)
     const = torch.ones(2, 1, 16, 16)
-    k = math.floor(fraction * 256 + 1e-9)
+    k = top_count(fraction, 256)  # floor(f * 256 + 1/2), kit's one rounding rule
     for sal in (smooth, blocky, const):
-        top = roar.top_mask(sal, fraction)
+        top = top_mask(sal, fraction)
         assert top.shape == sal.shape
         assert set(top.unique().tolist()) <= {0.0, 1.0}
         assert top.flatten(1).sum(1).tolist() == [k, k]
@@ -42,7 +46,7 @@ def test_top_mask_has_exact_fraction_even_with_ties(fraction):
 
 def test_ties_are_taken_in_raster_order():
     sal = torch.ones(1, 1, 8, 8)  # all tied: the first 16 pixels in raster order = top 2 rows
-    top = roar.top_mask(sal, 0.25)
+    top = top_mask(sal, 0.25)
     assert top[0, 0, :2].eq(1).all() and top[0, 0, 2:].eq(0).all()
 
 
@@ -52,7 +56,7 @@ def test_ranking_is_by_magnitude_rescaled_plus_eps():
     expected = torch.tensor([[9.0, 1.0], [0.0, 4.0]]) / 9 + roar.EPS
     torch.testing.assert_close(s[0, 0], expected)
     # the most negative value ranks first: magnitude, not sign
-    assert roar.top_mask(sal, 0.25)[0, 0, 0, 0] == 1
+    assert top_mask(sal, 0.25)[0, 0, 0, 0] == 1
     assert torch.allclose(roar.ranking_scores(torch.zeros(1, 1, 2, 2)), torch.full((1, 1, 2, 2),
                                                                                   roar.EPS))
 
@@ -76,7 +80,7 @@ def test_random_baseline_is_seeded(clf, data):
     assert a.shape == (4, 1, 64, 64)
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, c)
-    assert not torch.equal(roar.top_mask(a, 0.5), roar.top_mask(c, 0.5))
+    assert not torch.equal(top_mask(a, 0.5), top_mask(c, 0.5))
 
 
 def test_maps_are_pixel_level(clf, data):
@@ -84,16 +88,6 @@ def test_maps_are_pixel_level(clf, data):
                                overrides={"SP": {"stride": 8}})
     for m in maps.values():
         assert m.shape == (2, 1, 64, 64) and torch.isfinite(m).all()
-
-
-def test_sobel_matches_roar_scipy_call(clf, data):
-    from scipy.ndimage import sobel
-
-    x = data.images[:2]
-    z = clf.normalize(x).permute(0, 2, 3, 1).numpy()
-    expected = np.stack([sobel(img, axis=0).sum(-1) for img in z])
-    np.testing.assert_allclose(roar.sobel_map(clf, x)[:, 0].numpy(), expected, rtol=1e-5,
-                               atol=1e-5)
 
 
 def test_gray_fill_is_the_per_channel_mean(clf, data):
@@ -113,10 +107,10 @@ def test_gray_fill_is_the_per_channel_mean(clf, data):
 def test_retraining_is_deterministic_and_leaves_global_rng(data):
     x, y = data.images, data.labels
     state = torch.get_rng_state()
-    a = roar.train_on(x, y, seed=5, epochs=1, width=4, batch_size=4)
+    a = train_classifier(x, y, seed=5, epochs=1, width=4, batch_size=4)
     assert torch.equal(torch.get_rng_state(), state)
-    b = roar.train_on(x, y, seed=5, epochs=1, width=4, batch_size=4)
-    c = roar.train_on(x, y, seed=6, epochs=1, width=4, batch_size=4)
+    b = train_classifier(x, y, seed=5, epochs=1, width=4, batch_size=4)
+    c = train_classifier(x, y, seed=6, epochs=1, width=4, batch_size=4)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
@@ -134,7 +128,7 @@ def test_run_roar_tables_and_cache(clf, data, tmp_path, monkeypatch):
                                    "seconds"]
     assert len(table) == 2 * (1 + 2 * 2 * 1 * 1)
     assert table["accuracy"].between(0, 1).all()
-    assert any((tmp_path / "roar" / "runs").glob("*.json"))
+    assert any((tmp_path / "roar" / "runs").glob("*.pt"))
     again = roar.run_roar(clf, tr.images, tr.labels, te.images, te.labels, **kw)
     pd.testing.assert_frame_equal(table, again)  # served from the cache, same numbers
     summary = roar.summarize(table)
@@ -183,26 +177,27 @@ def test_ranking_directions_and_agreement():
 def test_plot_curves_draws_every_panel():
     import matplotlib.pyplot as plt
 
+    from kit.viz.roar import plot_curves
+
     table = _fake_table({("random", m, f): [0.5, 0.6] for m in roar.MODES
                          for f in ("gray", "inpaint")})
     table = pd.concat([table, pd.DataFrame([dict(estimator="none", mode="none", fill="none",
                                                  fraction=0.0, seed=0, accuracy=0.9)])])
-    fig = roar.plot_curves(roar.summarize(table))
+    fig = plot_curves(roar.summarize(table))
     assert len(fig.axes) == 4
     plt.close(fig)
 
 
 @pytest.mark.parametrize(("call", "match"), [
-    (lambda: roar.top_mask(torch.ones(1, 1, 4, 4), 1.5), "fraction must be a number in"),
-    (lambda: roar.top_mask(torch.ones(1, 4, 4), 0.5), r"sal must have shape \(N,1,H,W\)"),
-    (lambda: roar.top_mask(torch.full((1, 1, 2, 2), float("nan")), 0.5), "NaN"),
-    (lambda: roar.keep_mask(torch.ones(1, 1, 4, 4), 0.5, "remove"), "mode must be one of roar"),
-    (lambda: roar.train_on(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), lr2=1),
-     "unknown training options"),
-    (lambda: roar.train_on(torch.rand(4, 3, 8, 8), torch.zeros(3, dtype=torch.long)),
+    (lambda: top_mask(torch.ones(1, 1, 4, 4), 1.5), r"fraction must be a number in \[0, 1\]"),
+    (lambda: top_mask(torch.ones(1, 4, 4), 0.5), r"sal must have shape \(N,1,h,w\)"),
+    (lambda: top_mask(torch.full((1, 1, 2, 2), float("nan")), 0.5), "NaN"),
+    (lambda: roar.keep_mask(torch.ones(1, 1, 4, 4), 0.5, "remove"),
+     "mode: 'remove'; valid names: roar, kar"),
+    (lambda: train_classifier(torch.rand(4, 3, 8, 8), torch.zeros(3, dtype=torch.long)),
      r"labels must be an integer tensor of shape \(4,\)"),
-    (lambda: roar.train_on(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), epochs=0),
-     "epochs must be a positive integer"),
+    (lambda: train_classifier(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), epochs=0),
+     "epochs must be an integer >= 1"),
     (lambda: roar.summarize(pd.DataFrame({"a": [1]})), "run_roar DataFrame"),
 ])
 def test_bad_inputs(call, match):
@@ -212,8 +207,12 @@ def test_bad_inputs(call, match):
 
 def test_bad_names_list_valid_choices(clf, data):
     x, y = data.images[:4], data.labels[:4]
-    with pytest.raises(ValueError, match="valid names: sobel, SP"):
+    with pytest.raises(ValueError, match="valid names: SP, .*, sobel"):
         roar.estimator_maps(["nope"], clf, x)
+    with pytest.raises(ValueError, match=r"train_options: unknown key\(s\) \['lr2'\]"):
+        roar.run_roar(clf, x, y, x, y, estimators=["random"], train_options={"lr2": 1})
+    with pytest.raises(ValueError, match="profile: unknown profile 'nope'; valid names"):
+        roar.estimator_maps(["random"], clf, x, profile="nope")
     with pytest.raises(ValueError, match="valid names"):
         roar.run_roar(clf, x, y, x, y, estimators=["random"], fills=["paint"])
     with pytest.raises(ValueError, match="seeds must be"):
