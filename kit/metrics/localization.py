@@ -278,15 +278,25 @@ def largest_component_box(sal: torch.Tensor, size, *, upsample_mode: str = "bili
 # ----------------------------------------------------------------------------------------------
 
 
+def _geometry(maps, name: str, upsample_mode: str | None) -> dict:
+    """``upsample_mode`` and its keywords for map ``name``: the map's own geometry (a
+    :class:`kit.maps.Maps` brings it; SP grids by coverage) unless a mode is forced."""
+    from kit.maps import geometry_of
+
+    g = geometry_of(maps, name) if upsample_mode is None else {"mode": upsample_mode}
+    return {"upsample_mode": g.pop("mode"), **g}
+
+
 def sweep_table(maps: dict, boxes: torch.Tensor, size, thresholds=THRESHOLDS, *,
-                rules=BOX_RULES, upsample_mode: str = "bilinear"):
+                rules=BOX_RULES, upsample_mode: str | None = None):
     """IoU of every map at every threshold and box rule, as a long DataFrame.
 
     Args:
         maps: method -> ``(N,1,h,w)`` maps of the same N images.
         boxes: ``(N,4)`` ground-truth boxes.
-        size, thresholds, upsample_mode: as in :func:`iou_sweep`.
+        size, thresholds: as in :func:`iou_sweep`.
         rules: box rules to sweep.
+        upsample_mode: None (default) = each map's geometry (:mod:`kit.maps`), else forced.
 
     Returns:
         DataFrame ``image, method, rule, threshold, iou``.
@@ -296,7 +306,8 @@ def sweep_table(maps: dict, boxes: torch.Tensor, size, thresholds=THRESHOLDS, *,
     frames = []
     for name, sal in maps.items():
         for rule in rules:
-            iou = iou_sweep(sal, boxes, size, thresholds, rule=rule, upsample_mode=upsample_mode)
+            iou = iou_sweep(sal, boxes, size, thresholds, rule=rule,
+                            **_geometry(maps, name, upsample_mode))
             n, t = iou.shape
             frames.append(pd.DataFrame({
                 "image": np.repeat(np.arange(n), t), "method": name, "rule": rule,
@@ -329,7 +340,7 @@ def tune_thresholds(sweep, *, iou_threshold: float = 0.5):
 
 
 def localization_table(maps: dict, boxes: torch.Tensor, masks: torch.Tensor, tuned, *,
-                       iou_threshold: float = 0.5, upsample_mode: str = "bilinear"):
+                       iou_threshold: float = 0.5, upsample_mode: str | None = None):
     """Per-image localisation metrics of every map (long table for :mod:`kit.report`).
 
     Metrics (see :data:`HIGHER_IS_BETTER`): ``iou`` and ``loc_error`` at the method's tuned
@@ -341,6 +352,7 @@ def localization_table(maps: dict, boxes: torch.Tensor, masks: torch.Tensor, tun
         maps: method -> ``(N,1,h,w)``.
         boxes: ``(N,4)`` ground-truth boxes; masks: ``(N,1,H,W)`` bool object masks.
         tuned: :func:`tune_thresholds` output (a ``method, rule, threshold`` DataFrame).
+        upsample_mode: None (default) = each map's geometry (:mod:`kit.maps`), else forced.
 
     Returns:
         DataFrame ``image, method, metric, value``.
@@ -355,16 +367,16 @@ def localization_table(maps: dict, boxes: torch.Tensor, masks: torch.Tensor, tun
         if missing:
             raise ValueError(f"tuned: no threshold for method {name!r}, rule(s) {missing}")
         vals = {}
+        g = _geometry(maps, name, upsample_mode)
         for rule, suffix in (("all", ""), ("largest", "_largest")):
-            iou = iou_sweep(sal, boxes, size, (theta[name, rule],), rule=rule,
-                            upsample_mode=upsample_mode)[:, 0]
+            iou = iou_sweep(sal, boxes, size, (theta[name, rule],), rule=rule, **g)[:, 0]
             vals["iou" + suffix] = iou
             vals["loc_error" + suffix] = localization_error(iou, iou_threshold=iou_threshold)
-        casme = box_iou(largest_component_box(sal, size, upsample_mode=upsample_mode),
+        casme = box_iou(largest_component_box(sal, size, **g),
                         _check_boxes(boxes, sal.shape[0]))
         vals["loc_error_casme"] = localization_error(casme, iou_threshold=iou_threshold)
-        vals["mass_inside"] = mass_inside(sal, masks, upsample_mode=upsample_mode)
-        vals["pointing_game"] = pointing_game(sal, masks, upsample_mode=upsample_mode)
+        vals["mass_inside"] = mass_inside(sal, masks, **g)
+        vals["pointing_game"] = pointing_game(sal, masks, **g)
         for metric, v in vals.items():
             frames.append(pd.DataFrame({"image": np.arange(v.shape[0]), "method": name,
                                         "metric": metric, "value": v.double().numpy()}))
