@@ -16,8 +16,8 @@ from torch import nn
 from kit import cache
 from kit.attributors import gad as fusion
 from kit.metrics import gad as ratios
-from kit.studies import gad as study
 from kit.models import Classifier
+from kit.studies import gad as study
 
 H = W = 12
 
