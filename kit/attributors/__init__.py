@@ -26,6 +26,7 @@ from kit.attributors.gradients import (
     smoothgrad_sq,
     vargrad,
 )
+from kit.attributors.kernel_shap import kernel_shap
 from kit.attributors.lime import lime
 from kit.attributors.meaningful_perturbation import meaningful_perturbation, mp2
 from kit.attributors.random_map import random_baseline
@@ -45,6 +46,7 @@ ATTRIBUTORS: dict = {
     "grad_cam": grad_cam,
     "sliding_patch": sliding_patch,
     "lime": lime,
+    "kernel_shap": kernel_shap,
     "rise": rise,
     "meaningful_perturbation": meaningful_perturbation,
     "mp2": mp2,

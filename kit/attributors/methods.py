@@ -45,6 +45,7 @@ _MP = (
 _MP2 = "MP without blur radius, TV, jitter and noise; 14x14 grid at 224, 8x8 at 64"
 _FIDO = "56x56 dropout grid at 224, 16x16 at 64; CA = the generative inpainter"
 _RISE = "4000 masks, 7x7 cells, p 0.5"
+_SHAP = "KernelSHAP (Lundberg & Lee 2017) on LIME's 50 SLIC segments, 2048 coalitions"
 
 METHODS: dict[str, Method] = {
     "SP": Method("sliding_patch", "gray", reference=_SP),
@@ -57,6 +58,8 @@ METHODS: dict[str, Method] = {
     "MP2-G": Method("mp2", "inpaint", reference=_MP2),
     "FIDO-CA-SDR": Method("fido", "inpaint", {"objective": "sdr"}, _FIDO),
     "FIDO-CA-SSR": Method("fido", "inpaint", {"objective": "ssr"}, _FIDO),
+    "KernelSHAP": Method("kernel_shap", "gray", reference=_SHAP),
+    "KernelSHAP-G": Method("kernel_shap", "inpaint", reference=_SHAP),
     "RISE": Method("rise", "gray", reference=_RISE),
     "RISE-G": Method("rise", "inpaint", reference=_RISE),
     "Saliency": Method("saliency", reference="max |gradient| over channels"),
