@@ -1,0 +1,298 @@
+"""SAM's study (methods.md §4.5): sweeps, variant tables, random floor, figures, bad inputs."""
+
+import inspect
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kit.maps import to_pixels
+from kit.masks import upsample
+from kit.metrics import sensitivity as sens
+from kit.studies import sam
+from kit.viz import sam as sam_viz
+
+
+def _smooth(n=2, size=32):
+    """Non-constant smooth maps: a different tilted ramp per image."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    return torch.stack([(xx * (i + 1) + yy * 2) ** 2 for i in range(n)]).unsqueeze(1)
+
+
+def _variants():
+    d = _smooth(n=3, size=16)
+    return [sam.Variant(None, None, d, {"mode": "bilinear"}),
+            sam.Variant("seed", 1, d, {"mode": "bilinear"}),          # identical to default
+            sam.Variant("seed", 2, -d, {"mode": "bilinear"}),         # reversed ranks
+            sam.Variant("spread", 0.2, d * 2, {"mode": "bilinear"})]
+
+
+# --------------------------------------------------------------------------- random floor
+
+
+def test_random_floor_is_near_zero_on_large_maps():
+    base = sam.Variant(None, None, torch.zeros(2, 1, 128, 128), {"mode": "bilinear"})
+    other = sam.Variant("seed", 1, torch.zeros(2, 1, 128, 128), {"mode": "bilinear"})
+    rand = sam.random_variants([base, other], seed=3)
+    a, b = rand[0].sal, rand[1].sal
+    assert a.min() >= 0 and a.max() < 1
+    assert np.abs(sens.spearman(a, b)).max() < 0.05    # 1/sqrt(16384) = 0.008
+    assert np.abs(sens.ssim(a, b, data_range=1)).max() < 0.05
+
+
+def test_random_variants_are_deterministic_and_keep_grids():
+    vs = [sam.Variant(None, None, torch.zeros(2, 1, 8, 8)),
+          sam.Variant("window", 5, torch.zeros(2, 1, 15, 15), {"mode": "coverage"})]
+    r1, r2 = sam.random_variants(vs, seed=0), sam.random_variants(vs, seed=0)
+    r3 = sam.random_variants(vs, seed=1)
+    assert all(torch.equal(x.sal, y.sal) for x, y in zip(r1, r2, strict=True))
+    assert not torch.equal(r1[0].sal, r3[0].sal)
+    assert [tuple(v.sal.shape) for v in r1] == [(2, 1, 8, 8), (2, 1, 15, 15)]
+    assert r1[1].upsample == {"mode": "coverage"} and r1[1].label == "window=5"
+
+
+# --------------------------------------------------------------------------- geometry and sweeps
+
+
+def test_variant_pixels_use_kit_maps_geometry():
+    g = torch.rand((2, 1, 29, 29), generator=torch.Generator().manual_seed(0))
+    geo = {"mode": "coverage", "window": 8, "stride": 2}
+    v = sam.Variant(None, None, g, geo)
+    assert torch.equal(v.pixels(64, rescale=False), to_pixels(g, 64, geo))
+    assert torch.equal(to_pixels(g, 64, geo), upsample(g, 64, mode="coverage", window=8, stride=2))
+    m = torch.rand((2, 1, 8, 8), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(sam.Variant(None, None, m, {"mode": "bilinear"}).pixels(64, rescale=False),
+                       upsample(m, 64))
+    p = torch.rand((2, 1, 64, 64), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(sam.Variant(None, None, p, {"mode": "bilinear"}).pixels(64, rescale=False),
+                       p)
+
+
+def test_sweeps_table_covers_the_pairs_with_defaults_among_values():
+    need = {"SP", "SP-G", "LIME", "LIME-G", "MP", "MP-G", "MP2", "MP2-G", "FIDO-CA-SDR",
+            "FIDO-CA-SSR", "RISE", "SmoothGrad"}
+    assert need <= set(sam.SWEEPS)
+    for name, params in sam.SWEEPS.items():
+        assert sam.SWEEPS[name] is params
+        for sweep in params.values():
+            assert sweep.default in sweep.values and sweep.reference
+    assert sam.SWEEPS["SP"]["window"].values == (5, 8, 11)
+    assert sam.SWEEPS["LIME-G"]["n_samples"].values == (500, 1000)
+    assert sam.SWEEPS["SmoothGrad"]["spread"].values == (0.1, 0.15, 0.2)
+    assert sam.SWEEPS["MP-G"]["seed"].values == (0, 1, 2, 3, 4)
+
+
+def test_declared_sweep_defaults_are_the_attributors_own():
+    # SWEEPS states each hyperparameter's default as data (sweep_maps skips the default value
+    # without reading signatures); this keeps that data honest against the attributors.
+    from kit.attributors import METHODS, get_attributor
+    from kit.defaults import resolve
+
+    for name, params in sam.SWEEPS.items():
+        accepted = inspect.signature(get_attributor(METHODS[name].attributor)).parameters
+        for param, sweep in params.items():
+            if param == "seed":
+                continue
+            assert param in accepted, (name, param)
+            own = accepted[param].default
+            if sweep.resolved is None:
+                assert own == sweep.default, (name, param)
+            else:
+                assert own is None and resolve(sweep.resolved, 64) == sweep.default, (name, param)
+
+
+@pytest.fixture(scope="module")
+def world2():
+    from kit import models, world
+
+    b = world.sample(2, seed=0, split="test")
+    return models.load_classifier("world"), b.images, b.labels
+
+
+def test_sweep_maps_sp_windows_use_their_own_coverage_geometry(world2, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))
+    clf, x, y = world2
+    vs = sam.sweep_maps("SP", clf, x, y, sweep={"window": [8, 12]}, base={"stride": 8})
+    assert [v.label for v in vs] == ["default", "window=12"]   # 8 is the default: skipped
+    assert vs[0].upsample == {"mode": "coverage", "window": 8, "stride": 8}
+    assert vs[1].upsample == {"mode": "coverage", "window": 12, "stride": 8}
+    assert tuple(vs[0].sal.shape) == (2, 1, 8, 8) and tuple(vs[1].sal.shape) == (2, 1, 7, 7)
+    t = sam.variant_table(vs, "SP", 64, rescale=False, data_range=2)
+    assert np.isfinite(t["value"]).all()
+
+
+def test_run_sweep_is_deterministic_and_has_floor_rows(world2, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))
+    clf, x, y = world2
+    kw = {"sweep": {"seed": [0, 1], "spread": [0.15, 0.3]}, "base": {"n_samples": 2},
+          "floor": True}
+    a = sam.run_sweep("SmoothGrad", clf, x, y, cache=False, **kw)
+    b = sam.run_sweep("SmoothGrad", clf, x, y, cache=True, **kw)
+    c = sam.run_sweep("SmoothGrad", clf, x, y, cache=True, **kw)  # served from the cache
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(b, c)
+    assert list(a.columns) == ["image", "method", "param", "metric", "value"]
+    assert set(a["method"]) == {"SmoothGrad", "random (SmoothGrad)"}
+    assert set(a["param"]) == {"seed", "spread"} and set(a["metric"]) == set(sens.METRICS)
+    assert len(a) == 2 * 2 * 2 * 3                      # images x methods x params x metrics
+    assert a["value"].between(-1, 1).all()
+    # more noise samples average the noise out: maps from two seeds agree more (the metric
+    # responds to what it should)
+    more = sam.run_sweep("SmoothGrad", clf, x, y, cache=False, sweep={"seed": [1]},
+                         base={"n_samples": 32})
+    few = a[(a.method == "SmoothGrad") & (a.param == "seed")]
+    for m in sens.METRICS:
+        assert more[more.metric == m]["value"].mean() > few[few.metric == m]["value"].mean()
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_variant_and_per_image_tables_by_hand():
+    t = sam.variant_table(_variants(), "X", 16, rescale=True, data_range=2, cell=4)
+    assert list(t.columns) == ["image", "method", "param", "variant", "metric", "value"]
+    assert set(t["variant"]) == {"seed=1", "seed=2", "spread=0.2"}
+    sp = t[(t.metric == "spearman")].set_index(["image", "variant"])["value"]
+    assert sp[0, "seed=1"] == pytest.approx(1) and sp[0, "seed=2"] == pytest.approx(-1)
+    assert sp[2, "spread=0.2"] == pytest.approx(1)     # rescaling removes the factor 2
+    pi = sam.per_image(t)
+    assert list(pi.columns) == ["image", "method", "param", "metric", "value"]
+    v = pi.set_index(["image", "param", "metric"])["value"]
+    assert v[1, "seed", "spearman"] == pytest.approx(0.0)       # mean of +1 and -1
+    assert v[1, "spread", "ssim"] == pytest.approx(1.0)
+    agg = sam.sam_aggregate(t).set_index(["param", "metric"])
+    assert agg.loc[("seed", "spearman"), "mean"] == pytest.approx(0.0)
+    assert agg.loc[("seed", "spearman"), "std"] == pytest.approx(1.0)  # sqrt(var{+1, -1})
+    assert agg.loc[("seed", "spearman"), "n"] == 3
+
+
+def test_all_pairs_mode_compares_every_pair_within_a_parameter():
+    t = sam.variant_table(_variants(), "X", 16, rescale=True, data_range=2, cell=4,
+                          against="all", images=[10, 11, 12])
+    assert set(t[t.param == "seed"]["variant"]) == {
+        "default|seed=1", "default|seed=2", "seed=1|seed=2"}
+    assert set(t[t.param == "spread"]["variant"]) == {"default|spread=0.2"}
+    assert set(t["image"]) == {10, 11, 12}
+
+
+def test_nan_pair_makes_the_image_nan_and_summarize_drops_it():
+    from kit import report
+
+    vs = _variants()
+    const = vs[0].sal.clone()
+    const[0] = 0.5                                     # image 0's default map is constant
+    vs[0] = sam.Variant(None, None, const, {"mode": "bilinear"})
+    pi = sam.per_image(sam.variant_table(vs, "X", 16, rescale=True, data_range=2, cell=4))
+    sp = pi[(pi.metric == "spearman") & (pi.param == "seed")].set_index("image")["value"]
+    assert math.isnan(sp[0]) and np.isfinite(sp[1])
+    s = report.summarize(pi, sens.HIGHER_IS_BETTER, by=("method", "param"))
+    row = s[(s.param == "seed") & (s.metric == "spearman")].iloc[0]
+    assert row["n"] == 2 and bool(row["higher_is_better"])
+
+
+def test_compare_applies_each_methods_scaling_and_pool_params_averages():
+    vs = _variants()
+    t = sam.compare({"SP": vs, "LIME": vs}, 16, floor=True, seed=0, cell=4)
+    assert list(dict.fromkeys(t["method"])) == ["SP", "LIME", "random (SP)", "random (LIME)"]
+    # SP maps are not rescaled, so the doubled map (spread=0.2) is no longer identical under SSIM
+    ss = t[(t.metric == "ssim") & (t.variant == "spread=0.2")].groupby("method")["value"].mean()
+    assert ss["LIME"] == pytest.approx(1.0) and ss["SP"] < 0.999
+    pi = sam.per_image(t)
+    pooled = sam.pool_params(pi)
+    assert set(pooled["param"]) == {"all"}
+    one = pi[(pi.method == "LIME") & (pi.image == 0) & (pi.metric == "spearman")]["value"].mean()
+    got = pooled[(pooled.method == "LIME") & (pooled.image == 0) & (pooled.metric == "spearman")]
+    assert got["value"].item() == pytest.approx(one)
+
+
+def test_applicable_picks_each_methods_hyperparameters():
+    sweep = {"seed": [0, 1], "window": [5, 8], "spread": [0.1, 0.15]}
+    assert sam.applicable("SP", sweep) == {"window": [5, 8]}
+    assert sam.applicable("SmoothGrad", sweep) == {"seed": [0, 1], "spread": [0.1, 0.15]}
+    assert sam.applicable("MP-G") == {"seed": [0, 1, 2, 3, 4]}
+    with pytest.raises(ValueError, match="valid names"):
+        sam.applicable("nope", sweep)
+    with pytest.raises(ValueError, match="none of 'LIME'"):
+        sam.applicable("LIME", {"window": [5]})
+
+
+def _summary_with_floor():
+    rows = []
+    for method, lo, hi in (("A", 0.6, 0.8), ("random (A)", 0.1, 0.2),
+                           ("B", 0.1, 0.3), ("random (B)", 0.2, 0.4)):
+        for metric in sens.METRICS:
+            rows.append({"method": method, "param": "all", "metric": metric,
+                         "mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def test_above_floor_compares_disjoint_cis():
+    s = _summary_with_floor()
+    out = sam.above_floor(s)
+    assert list(out.index) == ["A", "B"] and out.index.name == "above random floor"
+    assert list(out.columns) == list(sens.METRICS)
+    assert out.loc["A"].all() and not out.loc["B"].any()
+    assert list(sam.above_floor(s, ["B"]).index) == ["B"]
+    with pytest.raises(ValueError, match="random floor"):
+        sam.above_floor(s, ["C"])
+    with pytest.raises(ValueError, match="one row per"):
+        sam.above_floor(pd.concat([s, s.assign(param="seed")]))
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_raise_clear_errors(world2):
+    clf, x, y = world2
+    with pytest.raises(ValueError, match="valid names"):
+        sam.sweep_maps("SP-X", clf, x, y)
+    with pytest.raises(ValueError, match="no hyperparameter 'radius'.*valid: .*window"):
+        sam.sweep_maps("SP", clf, x, y, sweep={"radius": [1]})
+    with pytest.raises(ValueError, match="no hyperparameter 'seed'"):
+        sam.sweep_maps("SP", clf, x, y, sweep={"seed": [0, 1]})
+    with pytest.raises(ValueError, match="non-empty list"):
+        sam.sweep_maps("MP", clf, x, y, sweep={"seed": []})
+    with pytest.raises(ValueError, match="methods with one"):
+        sam.sweep_maps("GradCAM", clf, x, y)
+    with pytest.raises(ValueError, match="against"):
+        sam.variant_table(_variants(), "X", 16, rescale=True, data_range=2, against="pairs")
+    with pytest.raises(ValueError, match="default Variant"):
+        sam.variant_table(_variants()[1:], "X", 16, rescale=True, data_range=2)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_figures_draw():
+    import matplotlib.pyplot as plt
+
+    from kit import report
+
+    pi = sam.per_image(sam.variant_table(_variants(), "X", 16, rescale=True, data_range=2,
+                                         cell=4))
+    floor = sam.per_image(sam.variant_table(sam.random_variants(_variants()), "random (X)",
+                                            16, rescale=True, data_range=2, cell=4))
+    s = report.summarize(pd.concat([pi, floor]), sens.HIGHER_IS_BETTER)
+    fig = sam_viz.plot_bars(s, ["X"])
+    assert len(fig.axes) == 3
+    fig2 = sam_viz.plot_sweep({"X": _variants()}, 0, 16)
+    assert fig2.axes[0].get_title() == "default"
+    plt.close(fig)
+    plt.close(fig2)
+
+
+def test_bar_colours_come_from_the_method_registry():
+    from matplotlib.colors import to_rgba
+
+    assert [sam_viz.generative(m) for m in ("SP", "SP-G", "FIDO-CA-SDR", "SmoothGrad", "X")] \
+        == [False, True, True, False, False]
+    rows = [{"method": m, "metric": k, "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+            for m in ("LIME", "LIME-G") for k in sens.METRICS]
+    fig = sam_viz.plot_bars(pd.DataFrame(rows), ["LIME", "LIME-G"])
+    bars = fig.axes[0].patches[:2]
+    assert [b.get_facecolor() for b in bars] == [to_rgba(sam_viz.X_COLOR), to_rgba(sam_viz.XG_COLOR)]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
