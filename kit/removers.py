@@ -142,13 +142,13 @@ class Remover:
 _WORLD_MEAN = None
 
 
-def _world_mean() -> tuple[float, float, float]:
+def world_mean() -> tuple[float, float, float]:
     """Mean colour of the world classifier's training data, read once from its checkpoint."""
     global _WORLD_MEAN
     if _WORLD_MEAN is None:
-        from kit.models import WORLD_CLASSIFIER_PATH, _load_state
+        from kit.models import WORLD_CLASSIFIER_PATH, load_state
 
-        ckpt = _load_state(WORLD_CLASSIFIER_PATH, "world classifier", "Retrain with kit.train.")
+        ckpt = load_state(WORLD_CLASSIFIER_PATH, "world classifier", "Retrain with kit.train.")
         _WORLD_MEAN = tuple(float(c) for c in ckpt["mean"])
     return _WORLD_MEAN
 
@@ -173,7 +173,7 @@ class Gray(Remover):
             object.__setattr__(self, "color", c)
 
     def fill(self, x, keep):
-        c = self.color if self.color is not None else _world_mean()
+        c = self.color if self.color is not None else world_mean()
         return torch.tensor(c, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
 
 

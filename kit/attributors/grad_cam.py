@@ -29,7 +29,7 @@ from kit.attributors._common import (
     model_guard,
     no_remover,
 )
-from kit.attributors.gradients import BATCH_SIZE, _check_grad_mode, _chunks, _leaf, _Scored
+from kit.attributors.gradients import BATCH_SIZE, Scored, check_grad_mode, chunks, leaf
 
 
 def last_conv(model: nn.Module) -> nn.Conv2d:
@@ -84,12 +84,12 @@ def grad_cam(model, x: torch.Tensor, target, *, remover=None, layer: str | nn.Mo
     check_score(score)
     check_positive_int("batch_size", batch_size)
     module = _resolve_layer(model, layer)
-    _check_grad_mode()
+    check_grad_mode()
     with model_guard(model), torch.enable_grad():
-        algo = LayerGradCam(_Scored(model, score), module)
+        algo = LayerGradCam(Scored(model, score), module)
         out = []
-        for i in _chunks(x.shape[0], batch_size, progress, "grad_cam"):
-            cam = algo.attribute(_leaf(x[i : i + batch_size]), target=t[i : i + batch_size],
+        for i in chunks(x.shape[0], batch_size, progress, "grad_cam"):
+            cam = algo.attribute(leaf(x[i : i + batch_size]), target=t[i : i + batch_size],
                                  relu_attributions=True, attr_dim_summation=True)
             out.append(cam.detach())
     sal = torch.cat(out).float()

@@ -78,7 +78,7 @@ BATCH_SIZE = 64
 # ----------------------------------------------------------------------------------------------
 
 
-class _Scored(nn.Module):
+class Scored(nn.Module):
     """Forward function for Captum: pixel-space images -> ``(B,C)`` scores of every class.
 
     Captum picks the target column; the values are those of
@@ -99,7 +99,7 @@ class _Scored(nn.Module):
         return logits
 
 
-def _check_grad_mode() -> None:
+def check_grad_mode() -> None:
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
             "gradient attributors need autograd: call them outside torch.inference_mode()"
@@ -112,12 +112,12 @@ def _check_float(name: str, value, minimum: float = 0.0) -> float:
     return float(value)
 
 
-def _chunks(n: int, batch_size: int, progress: bool, desc: str):
+def chunks(n: int, batch_size: int, progress: bool, desc: str):
     starts = range(0, n, batch_size)
     return tqdm(starts, disable=not progress, desc=desc, leave=False)
 
 
-def _leaf(x: torch.Tensor) -> torch.Tensor:
+def leaf(x: torch.Tensor) -> torch.Tensor:
     """A detached copy requiring grad: Captum then neither warns nor touches the caller's x."""
     return x.detach().clone().requires_grad_(True)
 
@@ -147,7 +147,7 @@ def _plain_gradients(method: str, model, x, t, score, batch_size, progress) -> t
     """Per-channel estimate of saliency, input x gradient or guided backprop, in chunks."""
     from captum.attr import GuidedBackprop, InputXGradient, Saliency
 
-    fwd = _Scored(model, score)
+    fwd = Scored(model, score)
     if method == "saliency":
         algo = Saliency(fwd)
         kwargs = {"abs": False}
@@ -156,8 +156,8 @@ def _plain_gradients(method: str, model, x, t, score, batch_size, progress) -> t
     else:
         algo, kwargs = GuidedBackprop(fwd), {}
     out = []
-    for i in _chunks(x.shape[0], batch_size, progress, method):
-        out.append(algo.attribute(_leaf(x[i : i + batch_size]), target=t[i : i + batch_size],
+    for i in chunks(x.shape[0], batch_size, progress, method):
+        out.append(algo.attribute(leaf(x[i : i + batch_size]), target=t[i : i + batch_size],
                                   **kwargs).detach())
     return torch.cat(out)
 
@@ -165,12 +165,12 @@ def _plain_gradients(method: str, model, x, t, score, batch_size, progress) -> t
 def _ig(model, x, t, score, batch_size, progress, steps, baseline) -> torch.Tensor:
     from captum.attr import IntegratedGradients
 
-    algo = IntegratedGradients(_Scored(model, score), multiply_by_inputs=True)
+    algo = IntegratedGradients(Scored(model, score), multiply_by_inputs=True)
     out = []
-    for i in _chunks(x.shape[0], batch_size, progress, "integrated_gradients"):
+    for i in chunks(x.shape[0], batch_size, progress, "integrated_gradients"):
         xi = x[i : i + batch_size]
         out.append(algo.attribute(
-            _leaf(xi), baselines=baseline[i : i + batch_size].to(xi.dtype),
+            leaf(xi), baselines=baseline[i : i + batch_size].to(xi.dtype),
             target=t[i : i + batch_size], n_steps=steps, method="riemann_right",
             internal_batch_size=max(batch_size, xi.shape[0]),
         ).detach())
@@ -187,7 +187,7 @@ def _smooth(model, x, t, score, batch_size, progress, n_samples, spread, sigma, 
     """Mean and mean square of the noisy gradients, ``(N,3,H,W)`` each (float64 sums)."""
     from captum.attr import Saliency
 
-    algo = Saliency(_Scored(model, score))
+    algo = Saliency(Scored(model, score))
     n = x.shape[0]
     eps = _noise(seed, n_samples, x.shape[1:], x.device, x.dtype)
     if sigma is None:
@@ -196,11 +196,11 @@ def _smooth(model, x, t, score, batch_size, progress, n_samples, spread, sigma, 
     else:
         sig = torch.full((n,), sigma, dtype=x.dtype, device=x.device)
     total, total_sq = (torch.zeros(x.shape, dtype=torch.float64, device=x.device) for _ in "ab")
-    for k in _chunks(n * n_samples, batch_size, progress, "smoothgrad"):
+    for k in chunks(n * n_samples, batch_size, progress, "smoothgrad"):
         idx = torch.arange(k, min(k + batch_size, n * n_samples), device=x.device)
         img, smp = idx // n_samples, idx % n_samples
         noisy = x.detach()[img] + sig[img].view(-1, 1, 1, 1) * eps[smp]
-        grad = algo.attribute(_leaf(noisy), target=t[img], abs=False).detach().double()
+        grad = algo.attribute(leaf(noisy), target=t[img], abs=False).detach().double()
         total.index_add_(0, img, grad)
         total_sq.index_add_(0, img, grad * grad)
     return total / n_samples, total_sq / n_samples
@@ -272,7 +272,7 @@ def gradient_explain(model, x: torch.Tensor, target, *, method: str = "saliency"
     t = check_inputs(model, x, target)
     check_score(score)
     check_positive_int("batch_size", batch_size)
-    _check_grad_mode()
+    check_grad_mode()
     with model_guard(model), torch.enable_grad():
         if method in ("saliency", "input_x_gradient"):
             e = _plain_gradients(method, model, x, t, score, batch_size, progress)

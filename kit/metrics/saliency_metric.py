@@ -54,9 +54,9 @@ class SaliencyMetric:
 
 
 def _gray(model) -> tuple[float, float, float]:
-    from kit.removers import _world_mean
+    from kit.removers import world_mean
 
-    return tuple(model.mean) if hasattr(model, "mean") else _world_mean()
+    return tuple(model.mean) if hasattr(model, "mean") else world_mean()
 
 
 def crop_resize(x: torch.Tensor, boxes: torch.Tensor, *,
@@ -136,9 +136,9 @@ def saliency_metric(model, x: torch.Tensor, sal: torch.Tensor, target, *,
     Returns:
         :class:`SaliencyMetric`; ``sm`` lower is better.
     """
-    from kit.models import _check_images
+    from kit.checks import images
 
-    _check_images("x", x)
+    images("x", x)
     if not isinstance(sal, torch.Tensor) or sal.dim() != 4 or sal.shape[0] != x.shape[0]:
         shape = tuple(sal.shape) if isinstance(sal, torch.Tensor) else type(sal).__name__
         raise ValueError(f"sal must have shape ({x.shape[0]},1,h,w), got {shape}")
@@ -148,8 +148,12 @@ def saliency_metric(model, x: torch.Tensor, sal: torch.Tensor, target, *,
 
 
 def saliency_table(model, x: torch.Tensor, maps: dict, target, *, batch_size: int = 256,
-                   upsample_mode: str = "bilinear"):
+                   upsample_mode: str | None = None):
     """Per-image saliency metric of every map.
+
+    Args:
+        maps: method -> ``(N,1,h,w)``; a :class:`kit.maps.Maps` brings each map's geometry.
+        upsample_mode: None (default) = each map's geometry; a mode name forces it.
 
     Returns:
         ``(per_image, results)``: DataFrame ``image, method, metric, value`` (metric
@@ -158,10 +162,13 @@ def saliency_table(model, x: torch.Tensor, maps: dict, target, *, batch_size: in
     """
     import pandas as pd
 
+    from kit.maps import geometry_of
+
     frames, results = [], {}
     for name, sal in maps.items():
+        g = geometry_of(maps, name) if upsample_mode is None else {"mode": upsample_mode}
         r = saliency_metric(model, x, sal, target, batch_size=batch_size,
-                            upsample_mode=upsample_mode)
+                            upsample_mode=g.pop("mode"), **g)
         results[name] = r
         frames.append(pd.DataFrame({"image": np.arange(x.shape[0]), "method": name,
                                     "metric": "saliency_metric", "value": r.sm.double().numpy()}))
