@@ -106,6 +106,10 @@ class Maps(dict):
         """Map ``name`` at image resolution, by its geometry."""
         return to_pixels(self[name], size, self.spec(name))
 
+    def head(self, n: int) -> Maps:
+        """The maps of the first ``n`` images, geometry included (for figures)."""
+        return Maps({k: v[:n] for k, v in self.items()}, self.geometry)
+
     def subset(self, names) -> Maps:
         """The maps ``names`` (in that order), geometry included."""
         names = list(names)

@@ -40,8 +40,8 @@ def results_dir() -> Path:
 
 def save_table(df, name: str) -> Path:
     """Write a pandas DataFrame to ``results/<name>.csv`` atomically; returns the relative path."""
+    from kit.cache import write_atomic_bytes
+
     path = results_dir() / f"{name}.csv"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp)
-    os.replace(tmp, path)
+    write_atomic_bytes(df.to_csv().encode("utf-8"), path)
     return path.relative_to(output_root())

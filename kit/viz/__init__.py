@@ -6,17 +6,15 @@ which writes ``figures/<notebook-stem>/<name>.png`` atomically.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from kit.viz.explore import hwc as _hwc  # the one (3,H,W) -> (H,W,3) converter
+
 DPI = 110
-
-
-def _hwc(img: torch.Tensor) -> np.ndarray:
-    return img.detach().cpu().float().permute(1, 2, 0).clamp(0, 1).numpy()
 
 
 def save_fig(fig, name: str, *, notebook: str) -> Path:
@@ -25,12 +23,13 @@ def save_fig(fig, name: str, *, notebook: str) -> Path:
     Returns:
         The path written, relative to the output root (stable across machines).
     """
+    from kit.cache import write_atomic_bytes
     from kit.paths import figures_dir, output_root
 
     path = figures_dir(notebook) / f"{name}.png"
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    write_atomic_bytes(buf.getvalue(), path)
     return path.relative_to(output_root())
 
 
@@ -173,7 +172,8 @@ def map_grid(images: torch.Tensor, maps: dict, *, titles: list[str] | None = Non
              boxes: torch.Tensor | None = None, pred_boxes: dict | None = None):
     """Images in the first row, then one row per method: its map over the image.
 
-    Each map is upsampled to the image size with :func:`kit.masks.upsample` (bilinear) and scaled
+    Each map reaches the image size by its geometry (:mod:`kit.maps`: a :class:`~kit.maps.Maps`
+    brings it, e.g. coverage for SP grids; bilinear for a plain dict) and is scaled
     by its own maximum absolute value (the colour bar is per map: maps are not normalised by the
     attributors). Signed maps use a symmetric diverging colormap.
 
@@ -187,7 +187,7 @@ def map_grid(images: torch.Tensor, maps: dict, *, titles: list[str] | None = Non
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from kit.masks import upsample
+    from kit.maps import geometry_of, to_pixels
 
     n, H, W = images.shape[0], images.shape[-2], images.shape[-1]
     names = list(maps)
@@ -205,7 +205,8 @@ def map_grid(images: torch.Tensor, maps: dict, *, titles: list[str] | None = Non
         if boxes is not None:
             _box(axes[0, i], boxes[i], "yellow")
     for r, name in enumerate(names, start=1):
-        pix = upsample(maps[name][:n].detach().float().cpu(), (H, W))[:, 0].numpy()
+        pix = to_pixels(maps[name][:n].detach().float().cpu(), (H, W),
+                        geometry_of(maps, name))[:, 0].numpy()
         for i in range(n):
             ax = axes[r, i]
             m = pix[i]
