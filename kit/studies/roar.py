@@ -75,7 +75,6 @@ from tqdm.auto import tqdm
 from kit import cache as disk
 from kit import checks
 from kit.masks import top_fraction
-from kit.maps import Maps, method_geometry, to_pixels
 from kit.metrics.stats import t_interval
 from kit.train import train_classifier
 
@@ -221,11 +220,8 @@ def estimator_maps(
     maps = compute_maps(names, model, x, target, overrides=ov, seed=seed, batch_size=batch_size,
                         cache=cache, progress=progress, timings=timings)
     size = tuple(x.shape[-2:])
-    out = {}
-    for n in names:
-        spec = maps.spec(n) if isinstance(maps, Maps) else method_geometry(n, size, ov.get(n))
-        out[n] = to_pixels(maps[n].float(), size, spec).cpu()
-    return out
+    # each map reaches pixels by the geometry it was computed with (coverage for SP grids)
+    return {n: maps.pixels(n, size).float().cpu() for n in names}
 
 
 def ranking_scores(sal: torch.Tensor, eps: float = EPS) -> torch.Tensor:
