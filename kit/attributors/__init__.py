@@ -64,6 +64,24 @@ GEOMETRIES: dict = {
 the image (:mod:`kit.maps`); attributors absent here are resized bilinearly."""
 
 
+# the attributor modules' own mask generators (their names above are bound to the functions)
+from kit.attributors.kernel_shap import masks as _kernel_shap_masks  # noqa: E402
+from kit.attributors.lime import masks as _lime_masks  # noqa: E402
+from kit.attributors.rise import masks as _rise_masks  # noqa: E402
+from kit.attributors.sliding_patch import masks as _sp_masks  # noqa: E402
+
+MASK_SETS: dict = {
+    "sliding_patch": _sp_masks,
+    "lime": _lime_masks,
+    "rise": _rise_masks,
+    "kernel_shap": lambda x, **params: _kernel_shap_masks(x, **params)[0],  # without its weights
+}
+"""Attributor -> ``masks(x, **params) -> mask set``: the masks the perturbation method itself
+composites on images ``x`` with its hyperparameters (:mod:`kit.engine`'s protocol: ``len``,
+``build``, and ``composites`` for SP's local crops); other parameters of the method are ignored.
+:func:`kit.metrics.plausibility.method_masks` scores these counterfactuals."""
+
+
 def get_attributor(name: str):
     """The attributor registered as ``name``; unknown names list the valid ones."""
     if name not in ATTRIBUTORS:
