@@ -287,6 +287,21 @@ def _geometry(maps, name: str, upsample_mode: str | None) -> dict:
     return {"upsample_mode": g.pop("mode"), **g}
 
 
+def largest_component_boxes(maps: dict, size, *, upsample_mode: str | None = None) -> dict:
+    """:func:`largest_component_box` of every map, each by its own geometry.
+
+    Args:
+        maps: method -> ``(N,1,h,w)``; a :class:`kit.maps.Maps` brings each map's geometry.
+        size: image ``H`` or ``(H, W)``.
+        upsample_mode: None (default) = each map's geometry, else forced.
+
+    Returns:
+        method -> ``(N,4)`` boxes.
+    """
+    return {name: largest_component_box(sal, size, **_geometry(maps, name, upsample_mode))
+            for name, sal in maps.items()}
+
+
 def sweep_table(maps: dict, boxes: torch.Tensor, size, thresholds=THRESHOLDS, *,
                 rules=BOX_RULES, upsample_mode: str | None = None):
     """IoU of every map at every threshold and box rule, as a long DataFrame.

@@ -168,6 +168,24 @@ def curve_panels(panels: dict, *, xlabel: str = "", ylabel: str = "", bands: dic
     return fig
 
 
+def mean_curve_panels(*curve_sets: dict) -> dict:
+    """Panels for :func:`curve_panels` from deletion/insertion curves: one panel per (mode,
+    remover), one mean curve per method.
+
+    Args:
+        *curve_sets: ``{(method, remover): Curve}`` dicts (what
+            :func:`kit.metrics.deletion.curve_table` returns).
+
+    Returns:
+        ``{"<mode>, <remover>": {method: (fractions, mean scores)}}`` in the order given.
+    """
+    panels: dict = {}
+    for curves in curve_sets:
+        for (method, remover), c in curves.items():
+            panels.setdefault(f"{c.mode}, {remover}", {})[method] = (c.fractions, c.scores.mean(0))
+    return panels
+
+
 def map_grid(images: torch.Tensor, maps: dict, *, titles: list[str] | None = None,
              boxes: torch.Tensor | None = None, pred_boxes: dict | None = None):
     """Images in the first row, then one row per method: its map over the image.
