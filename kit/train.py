@@ -363,7 +363,7 @@ def train_inpainter(
     Returns:
         The saved checkpoint dict (``state_dict``, ``config``, ``train_seconds``, ``losses``).
     """
-    from kit.models import WORLD_INPAINTER_PATH, _load_state
+    from kit.models import WORLD_INPAINTER_PATH, load_state
 
     cfg = {**INPAINTER_DEFAULTS, **overrides}
     unknown = set(overrides) - set(INPAINTER_DEFAULTS)
@@ -381,7 +381,7 @@ def train_inpainter(
             snapshot_every=snapshot_every, t0=t0, reseed_global=False,
         )
     else:
-        state = _load_state(init, "inpainter stage-1", "Pass a checkpoint saved by this function.")
+        state = load_state(init, "inpainter stage-1", "Pass a checkpoint saved by this function.")
         g_net.load_state_dict(state.get("stage1_state_dict", state["state_dict"]))
     stage1 = {kk: v.clone().contiguous() for kk, v in g_net.state_dict().items()}
     if cfg["ft_iterations"]:
