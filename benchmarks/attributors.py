@@ -61,7 +61,8 @@ sys.path.insert(0, str(ROOT))
 
 from kit import world  # noqa: E402
 from kit.attributors.lime import lime_explain  # noqa: E402
-from kit.attributors.sliding_patch import model_input, sliding_patch  # noqa: E402
+from kit.attributors.sliding_patch import sliding_patch  # noqa: E402
+from kit.engine import model_input  # noqa: E402
 from kit.masks import superpixels, upsample  # noqa: E402
 from kit.models import WORLD_CLASSIFIER_PATH, WORLD_INPAINTER_PATH, Classifier  # noqa: E402
 from kit.removers import Inpaint  # noqa: E402
