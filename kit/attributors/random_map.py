@@ -22,19 +22,13 @@ import hashlib
 import torch
 
 from kit.attributors._common import check_inputs, no_remover
+from kit.checks import size2
 
 
 def _size(size, x: torch.Tensor) -> tuple[int, int]:
     if size is None:
         return int(x.shape[-2]), int(x.shape[-1])
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = (size, size)
-    if (
-        isinstance(size, (tuple, list)) and len(size) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
-    ):
-        return int(size[0]), int(size[1])
-    raise ValueError(f"size must be None, a positive int or (h, w) positive ints, got {size!r}")
+    return size2("size", size)
 
 
 def _image_seed(seed: int, image: torch.Tensor) -> int:

@@ -109,12 +109,9 @@ def _check_thresholds(thresholds) -> torch.Tensor:
 
 
 def _pixels(sal: torch.Tensor, size, upsample_mode: str, upsample_kw: dict) -> torch.Tensor:
-    if not isinstance(sal, torch.Tensor):
-        raise TypeError(f"sal must be a torch.Tensor, got {type(sal).__name__}")
-    if sal.dim() != 4 or sal.shape[1] != 1:
-        raise ValueError(f"sal must have shape (N,1,h,w), got {tuple(sal.shape)}")
-    if not sal.is_floating_point():
-        raise TypeError(f"sal must be a float tensor, got dtype {sal.dtype}")
+    from kit.checks import maps
+
+    maps("sal", sal)
     if torch.isnan(sal).any():
         raise ValueError("sal contains NaN values")
     return upsample(sal.detach().float().cpu(), _check_size(size), mode=upsample_mode,
