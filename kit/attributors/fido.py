@@ -42,26 +42,18 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
-from kit.attributors._common import (
-    SCORES,
-    check_inputs,
-    check_positive_int,
-    class_score,
-    model_guard,
-)
-from kit.attributors.meaningful_perturbation import _check_number, _check_seed, _remover
+from kit import checks
+from kit.attributors import mask_optimisation as mo
 from kit.defaults import resolve
+from kit.engine import BATCH_SIZE, SCORES, class_score
 from kit.masks import upsample
-from kit.removers import Precomputed, composite
 
-BATCH_SIZE = 64
-"""Default perturbed copies per forward/backward pass."""
+__all__ = ["BATCH_SIZE", "OBJECTIVES", "FIDO_SCORES", "FidoResult", "logodds", "concrete_keep",
+           "dropout_composite", "fido_explain", "fido"]
 
 OBJECTIVES = ("sdr", "ssr")
 FIDO_SCORES = ("logodds", *SCORES)
@@ -107,22 +99,23 @@ def concrete_keep(drop: torch.Tensor, u: torch.Tensor, temperature: float) -> to
     return 1 - torch.sigmoid((d.log() - (1 - d).log() + u.log() - (1 - u).log()) / temperature)
 
 
+def _rounded(keep: torch.Tensor) -> torch.Tensor:
+    return keep.detach().round()
+
+
 def dropout_composite(remover, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """FIDO's in-fill ``x * keep + F * (1 - keep)`` for a relaxed sample ``keep``.
 
     Differentiable remover: ``remover(x, keep)`` (same composite and clamp). Otherwise the fill
     is computed on the rounded sample and detached, ``F = stopgrad(remover.fill(x,
-    round(keep)))``, and the composite keeps the continuous ``keep`` (gradient ``x - F``).
+    round(keep)))``, and the composite keeps the continuous ``keep`` (gradient ``x - F``); see
+    :func:`kit.attributors.mask_optimisation.fill_composite`.
 
     Args:
         remover: a built :class:`~kit.removers.Remover`.
         x: ``(B,3,H,W)`` in [0,1]; keep: ``(B,1,H,W)`` in [0,1], may require grad.
     """
-    if remover.differentiable:
-        fill = remover.fill(x, keep)
-    else:
-        fill = remover.fill(x, keep.detach().round()).detach()
-    return composite(x, keep, fill.to(dtype=x.dtype, device=x.device)).clamp(0, 1)
+    return mo.fill_composite(remover, x, keep, hard=_rounded, straight_through=False)
 
 
 def _score(logits, t, score):
@@ -162,77 +155,55 @@ def fido_explain(model, x: torch.Tensor, target, *, remover="blur", objective: s
     Raises:
         ValueError / TypeError naming the bad argument (and the valid choices).
     """
-    t = check_inputs(model, x, target)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if score not in FIDO_SCORES:
         raise ValueError(f"score must be one of {', '.join(FIDO_SCORES)}, got {score!r}")
-    n, (H, W) = x.shape[0], x.shape[-2:]
-    grid = resolve("fido_grid", min(H, W)) if grid is None else grid
-    check_positive_int("iterations", iterations)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("grid", grid)
-    check_positive_int("n_copies", n_copies)
-    check_positive_int("ramp", ramp, 0)
-    lr = _check_number("lr", lr)
-    l1_coef = _check_number("l1_coef", l1_coef, strict=False)
-    tv_coef = _check_number("tv_coef", tv_coef, strict=False)
-    temperature = _check_number("temperature", temperature)
-    _check_seed(seed)
-    if grid > min(H, W):
-        raise ValueError(f"grid must be at most the image size {min(H, W)}, got {grid}")
+    side = min(x.shape[-2:]) if isinstance(x, torch.Tensor) and x.dim() == 4 else 224
+    grid = resolve("fido_grid", side) if grid is None else grid
+    t, lr = mo.check_common(model, x, target, iterations=iterations, batch_size=batch_size,
+                            grid=grid, lr=lr, seed=seed)
+    checks.positive_int("n_copies", n_copies)
+    checks.positive_int("ramp", ramp, 0)
+    l1_coef = checks.number("l1_coef", l1_coef, minimum=0.0)
+    tv_coef = checks.number("tv_coef", tv_coef, minimum=0.0)
+    temperature = checks.number("temperature", temperature, minimum=0.0, strict=True)
     if score == "logodds" and len(getattr(model, "classes", ())) == 1:
         raise ValueError("score='logodds' needs a model with at least 2 classes")
-    rem = _remover(remover, model, min(H, W))
-    k = n_copies
+    n, (H, W), k = x.shape[0], x.shape[-2:], n_copies
     x = x.detach()
+    rem = mo.build_remover(remover, model, x)
     xr = x.repeat_interleave(k, 0)  # (N*K,3,H,W), copies of an image adjacent
     tr = t.repeat_interleave(k, 0)
-    fill_r = None
-    if isinstance(rem, Precomputed):
-        f = rem.fill_image.to(device=x.device, dtype=x.dtype)
-        if f.shape[0] not in (1, n) or f.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"the remover's fill_image has shape {tuple(f.shape)}, which does "
-                             f"not match x {tuple(x.shape)} (batch 1 or {n}, same H, W)")
-        fill_r = f.expand(n, -1, -1, -1).repeat_interleave(k, 0)
     gen = torch.Generator().manual_seed(seed)  # private: the concrete noise
-    theta = torch.zeros(n, 1, grid, grid, device=x.device, dtype=x.dtype, requires_grad=True)
-    opt = torch.optim.Adam([theta], lr=lr)
+    theta = mo.constant_grid(n, grid, 0.0, like=x)
     sign = 1.0 if objective == "sdr" else -1.0
-    losses = torch.empty(iterations, n, dtype=torch.float32)
-    devices = [x.device.index or 0] if x.device.type == "cuda" else []
-    with model_guard(model), torch.random.fork_rng(devices=devices), torch.enable_grad(), \
-            tqdm(total=iterations, disable=not progress, desc="fido", leave=False) as bar:
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for e in range(iterations):
-            for group in opt.param_groups:  # FIDO's LambdaLR, stepped before each epoch
-                group["lr"] = lr * (1 - (e + 1) / iterations)
-            rw = min(e / ramp, 1.0) if ramp else 1.0
-            opt.zero_grad(set_to_none=True)
-            drop = upsample(torch.sigmoid(theta), (H, W), "bilinear")  # (N,1,H,W)
-            u = torch.rand((1, k, 1, H, W), generator=gen).to(device=x.device, dtype=x.dtype)
-            z = concrete_keep(drop.unsqueeze(1), u, temperature).reshape(n * k, 1, H, W)
-            z_leaf = z.detach().requires_grad_(True)
-            data = torch.zeros(n * k, dtype=torch.float32)
-            for start in range(0, n * k, batch_size):
-                sl = slice(start, min(start + batch_size, n * k))
-                rc = rem if fill_r is None else dataclasses.replace(rem, fill_image=fill_r[sl])
-                xt = dropout_composite(rc, xr[sl], z_leaf[sl])
-                s = _score(model(xt), tr[sl], score)
-                (sign * s / k).sum().backward()
-                data[sl] = (sign * s).detach().float().cpu()
-            area = drop if objective == "sdr" else 1 - drop
-            reg = rw * l1_coef * area.flatten(1).sum(1)
-            if tv_coef:
-                dh = (drop[..., 1:, :] - drop[..., :-1, :]).pow(2).flatten(1).sum(1)
-                dw = (drop[..., :, 1:] - drop[..., :, :-1]).pow(2).flatten(1).sum(1)
-                reg = reg + tv_coef * (dh + dw)
-            torch.autograd.backward([z, reg.sum()], [z_leaf.grad, None])
-            losses[e] = data.view(n, k).mean(1) + reg.detach().float().cpu()
-            opt.step()
-            bar.update()
+
+    def objective_at(e: int) -> torch.Tensor:
+        rw = min(e / ramp, 1.0) if ramp else 1.0
+        drop = upsample(torch.sigmoid(theta), (H, W), "bilinear")  # (N,1,H,W)
+        u = torch.rand((1, k, 1, H, W), generator=gen).to(device=x.device, dtype=x.dtype)
+        z = concrete_keep(drop.unsqueeze(1), u, temperature).reshape(n * k, 1, H, W)
+        # the copies are scored in chunks: backpropagate the score into the sample z first,
+        # then z (and the regulariser) into theta once
+        z_leaf = z.detach().requires_grad_(True)
+        data = torch.zeros(n * k, dtype=torch.float32)
+        for sl, index in mo.chunks(n * k, batch_size):
+            xt = dropout_composite(rem.take(index // k), xr[sl], z_leaf[sl])
+            s = _score(model(xt), tr[sl], score)
+            (sign * s / k).sum().backward()
+            data[sl] = (sign * s).detach().float().cpu()
+        area = drop if objective == "sdr" else 1 - drop
+        reg = rw * l1_coef * area.flatten(1).sum(1)
+        if tv_coef:
+            reg = reg + tv_coef * mo.tv(drop, 2.0)  # sum (grad p)^2
+        torch.autograd.backward([z, reg.sum()], [z_leaf.grad, None])
+        return data.view(n, k).mean(1) + reg.detach().float().cpu()
+
+    # FIDO's LambdaLR in its old semantics, stepped before each epoch: the last step has rate 0
+    losses = mo.optimise(model, theta, objective_at, lr=lr, iterations=iterations, n=n,
+                         lr_at=lambda e: lr * (1 - (e + 1) / iterations), progress=progress,
+                         desc="fido")
     with torch.no_grad():
         p_grid = torch.sigmoid(theta).float()
         drop = upsample(p_grid, (H, W), "bilinear")

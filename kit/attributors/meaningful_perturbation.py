@@ -59,26 +59,19 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
-from kit.attributors._common import (
-    check_inputs,
-    check_positive_int,
-    check_score,
-    class_score,
-    model_guard,
-)
+from kit import checks
+from kit.attributors import mask_optimisation as mo
+from kit.attributors.mask_optimisation import binarise
 from kit.defaults import resolve
+from kit.engine import BATCH_SIZE, check_score, class_score
 from kit.masks import upsample
-from kit.removers import Precomputed, composite, get_remover
 
-BATCH_SIZE = 64
-"""Default images per forward/backward pass inside one optimisation step."""
+__all__ = ["BATCH_SIZE", "MPResult", "binarise", "mask_composite", "mp_explain",
+           "meaningful_perturbation", "mp2_explain", "mp2"]
 
 
 @dataclass(frozen=True)
@@ -97,42 +90,14 @@ class MPResult:
     losses: torch.Tensor
 
 
-def _check_number(name: str, value, minimum: float = 0.0, strict: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        value > minimum if strict else value >= minimum)
-    if not ok:
-        rel = ">" if strict else ">="
-        raise ValueError(f"{name} must be a number {rel} {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return seed
-
-
-def binarise(keep: torch.Tensor) -> torch.Tensor:
-    """GAM's hard mask ``1[keep >= tau]``, ``tau = max(0.5, (max + min) / 2)`` per mask.
-
-    Args:
-        keep: ``(B,1,H,W)`` in [0,1].
-
-    Returns:
-        ``(B,1,H,W)`` in {0,1}, same dtype, no gradient.
-    """
-    flat = keep.detach().flatten(1)
-    tau = (0.5 * (flat.amax(1) + flat.amin(1))).clamp_min(0.5).view(-1, 1, 1, 1)
-    return (keep.detach() >= tau).to(keep.dtype)
-
-
 def mask_composite(remover, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """The composite an MP-family optimiser differentiates through.
 
     Differentiable remover: ``remover(x, keep)`` (same composite and clamp). Otherwise the
     straight-through binarised composite
     ``x * M_b + stopgrad(remover.fill(x, hard)) * (1 - M_b)`` with ``hard = binarise(keep)``
-    and ``M_b = keep + stopgrad(hard - keep)`` (methods.md §3.3.1).
+    and ``M_b = keep + stopgrad(hard - keep)`` (methods.md §3.3.1); see
+    :func:`kit.attributors.mask_optimisation.fill_composite`.
 
     Args:
         remover: a built :class:`~kit.removers.Remover`.
@@ -141,101 +106,44 @@ def mask_composite(remover, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor
     Returns:
         ``(B,3,H,W)`` composites (gradient w.r.t. ``keep`` in both cases).
     """
-    if remover.differentiable:
-        # remover(x, keep) without its input checks (x is checked, keep is in [0,1] by
-        # construction; the checks would pull a grad-requiring tensor to Python floats)
-        fill = remover.fill(x, keep).to(dtype=x.dtype, device=x.device)
-        return composite(x, keep, fill).clamp(0, 1)
-    hard = binarise(keep)
-    fill = remover.fill(x, hard).detach().to(dtype=x.dtype, device=x.device)
-    keep_st = keep + (hard - keep).detach()
-    return composite(x, keep_st, fill)
-
-
-def _tv(m: torch.Tensor, beta: float) -> torch.Tensor:
-    """Anisotropic TV_beta per mask: ``(B,)``."""
-    dh = (m[..., 1:, :] - m[..., :-1, :]).abs().pow(beta).flatten(1).sum(1)
-    dw = (m[..., :, 1:] - m[..., :, :-1]).abs().pow(beta).flatten(1).sum(1)
-    return dh + dw
-
-
-def _remover(remover, model, side: int):
-    if isinstance(remover, str) and remover == "blur":
-        return get_remover("blur", sigma=float(resolve("blur_sigma", side)))
-    return get_remover(remover, model=model)
+    return mo.fill_composite(remover, x, keep, hard=binarise, straight_through=True)
 
 
 def _optimise(model, x, target, *, remover, grid, mode, iterations, lr, l1_coef, tv_coef,
               tv_beta, jitter, score, seed, batch_size, progress, desc) -> MPResult:
-    """The shared batched Adam loop of MP and MP2 (arguments already resolved)."""
-    t = check_inputs(model, x, target)
+    """MP and MP2 on the shared engine (grid and jitter already resolved)."""
+    t, lr = mo.check_common(model, x, target, iterations=iterations, batch_size=batch_size,
+                            grid=grid, lr=lr, seed=seed)
     check_score(score)
-    check_positive_int("iterations", iterations)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("grid", grid)
-    check_positive_int("jitter", jitter, 0)
-    lr = _check_number("lr", lr)
-    l1_coef = _check_number("l1_coef", l1_coef, strict=False)
-    tv_coef = _check_number("tv_coef", tv_coef, strict=False)
-    tv_beta = _check_number("tv_beta", tv_beta)
-    _check_seed(seed)
+    checks.positive_int("jitter", jitter, 0)
+    l1_coef = checks.number("l1_coef", l1_coef, minimum=0.0)
+    tv_coef = checks.number("tv_coef", tv_coef, minimum=0.0)
+    tv_beta = checks.number("tv_beta", tv_beta, minimum=0.0, strict=True)
     n, (H, W) = x.shape[0], x.shape[-2:]
-    if grid > min(H, W):
-        raise ValueError(f"grid must be at most the image size {min(H, W)}, got {grid}")
     if jitter >= min(H, W):
         raise ValueError(f"jitter must be below the image size {min(H, W)}, got {jitter}")
-    rem = _remover(remover, model, min(H, W))
-    gen = torch.Generator().manual_seed(seed)  # private: init and jitter
-    m0 = torch.rand((1, 1, grid, grid), generator=gen).expand(n, -1, -1, -1)
-    m = m0.to(device=x.device, dtype=x.dtype).clone().requires_grad_(True)
-    opt = torch.optim.Adam([m], lr=lr)
-    losses = torch.empty(iterations, n, dtype=torch.float32)
     x = x.detach()
-    fill_full = fill_pad = None
-    if isinstance(rem, Precomputed):
-        f = rem.fill_image.to(device=x.device, dtype=x.dtype)
-        if f.shape[0] not in (1, n) or f.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"the remover's fill_image has shape {tuple(f.shape)}, which does "
-                             f"not match x {tuple(x.shape)} (batch 1 or {n}, same H, W)")
-        fill_full = f.expand(n, -1, -1, -1)
-    if jitter:
-        top = jitter // 2
-        pads = (top, jitter - top, top, jitter - top)
-        x_pad = F.pad(x, pads, mode="reflect")
-        if fill_full is not None:
-            fill_pad = F.pad(fill_full, pads, mode="reflect")
-    devices = [x.device.index or 0] if x.device.type == "cuda" else []
-    with model_guard(model), torch.random.fork_rng(devices=devices), torch.enable_grad(), \
-            tqdm(total=iterations, disable=not progress, desc=desc, leave=False) as bar:
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for it in range(iterations):
-            if jitter:
-                j1, j2 = torch.randint(0, jitter + 1, (2,), generator=gen).tolist()
-                x0 = x_pad[..., j1 : j1 + H, j2 : j2 + W]
-                f0 = None if fill_pad is None else fill_pad[..., j1 : j1 + H, j2 : j2 + W]
-            else:
-                x0, f0 = x, fill_full
-            opt.zero_grad(set_to_none=True)
-            for start in range(0, n, batch_size):
-                sl = slice(start, min(start + batch_size, n))
-                mc = m[sl]
-                keep = upsample(mc, (H, W), mode)
-                # a precomputed fill is tied to the images: crop and slice it like them
-                rc = rem if f0 is None else dataclasses.replace(rem, fill_image=f0[sl])
-                xt = mask_composite(rc, x0[sl], keep)
-                s = class_score(model(xt), t[sl], score)
-                reg = l1_coef * (1 - mc).abs().flatten(1).sum(1)
-                if tv_coef:
-                    reg = reg + tv_coef * _tv(mc, tv_beta)
-                loss = reg + s
-                loss.sum().backward()
-                losses[it, sl] = loss.detach().float().cpu()
-            opt.step()
-            with torch.no_grad():
-                m.clamp_(0, 1)
-            bar.update()
+    rem = mo.build_remover(remover, model, x)
+    gen = torch.Generator().manual_seed(seed)  # private: init, then the jitter offsets
+    m = mo.uniform_grid(n, grid, gen, like=x)
+    shifted = mo.Jitter(x, rem, jitter, gen)
+
+    def objective(it: int) -> torch.Tensor:
+        x0, rem0 = shifted()
+        row = torch.empty(n, dtype=torch.float32)
+        for sl, index in mo.chunks(n, batch_size):
+            mc = m[sl]
+            xt = mask_composite(rem0.take(index), x0[sl], upsample(mc, (H, W), mode))
+            reg = l1_coef * mo.l1(1 - mc)
+            if tv_coef:
+                reg = reg + tv_coef * mo.tv(mc, tv_beta)
+            loss = reg + class_score(model(xt), t[sl], score)
+            loss.sum().backward()
+            row[sl] = loss.detach().float().cpu()
+        return row
+
+    losses = mo.optimise(model, m, objective, lr=lr, iterations=iterations, n=n,
+                         project=lambda p: p.clamp_(0, 1), progress=progress, desc=desc)
     mask = m.detach().float().clone()
     return MPResult(1 - mask, mask, losses)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kit.attributors import mask_optimisation as mo
 from kit.attributors.fido import (
     concrete_keep,
     dropout_composite,
@@ -160,11 +161,11 @@ def test_seed(tiny_cnn, images, fn):
 @pytest.mark.parametrize("kw, pattern", [
     ({"iterations": 0}, r"iterations must be an integer >= 1, got 0"),
     ({"iterations": 2.5}, r"iterations must be an integer"),
-    ({"lr": 0}, r"lr must be a number > 0"),
-    ({"l1_coef": -1.0}, r"l1_coef must be a number >= 0"),
+    ({"lr": 0}, r"lr must be a number in \(0, inf\), got 0"),
+    ({"l1_coef": -1.0}, r"l1_coef must be a number in \[0, inf\], got -1.0"),
     ({"grid": 0}, r"grid must be an integer >= 1"),
     ({"grid": 33}, r"grid must be at most the image size 32"),
-    ({"seed": -1}, r"seed must be a non-negative integer"),
+    ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*32\), got -1"),
     ({"score": "odds"}, r"score must be one of prob, logit, logprob, got 'odds'"),
     ({"remover": "smudge"}, r"unknown remover 'smudge'; valid names: gray, blur"),
 ])
@@ -176,7 +177,7 @@ def test_bad_hyperparameters(tiny_cnn, images, fn, kw, pattern):
 
 @pytest.mark.parametrize("kw, pattern", [
     ({"jitter": -1}, r"jitter must be an integer >= 0"),
-    ({"tv_beta": 0}, r"tv_beta must be a number > 0"),
+    ({"tv_beta": 0}, r"tv_beta must be a number in \(0, inf\), got 0"),
 ])
 def test_bad_mp_only_hyperparameters(tiny_cnn, images, kw, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -275,11 +276,70 @@ def test_fido_seed(tiny_cnn, images):
     ({"objective": "sar"}, r"objective must be one of sdr, ssr, got 'sar'"),
     ({"score": "odds"}, r"score must be one of logodds, prob, logit, logprob, got 'odds'"),
     ({"n_copies": 0}, r"n_copies must be an integer >= 1"),
-    ({"temperature": 0}, r"temperature must be a number > 0"),
-    ({"lr": -0.1}, r"lr must be a number > 0"),
+    ({"temperature": 0}, r"temperature must be a number in \(0, inf\)"),
+    ({"lr": -0.1}, r"lr must be a number in \(0, inf\), got -0.1"),
     ({"ramp": -1}, r"ramp must be an integer >= 0"),
     ({"grid": 0}, r"grid must be an integer >= 1"),
 ])
 def test_fido_bad_hyperparameters(tiny_cnn, images, kw, pattern):
     with pytest.raises(ValueError, match=pattern):
         fido(tiny_cnn, images, 0, **kw)
+
+
+# --- the shared engine (kit.attributors.mask_optimisation) --------------------------------
+
+
+def test_build_remover_blur_sigma_by_size_and_fill_checks(tiny_cnn):
+    assert mo.build_remover("blur", tiny_cnn, torch.zeros(1, 3, 64, 64)).sigma == 3.0
+    assert mo.build_remover("blur", tiny_cnn, torch.zeros(1, 3, 224, 224)).sigma == 10.0
+    x = torch.zeros(2, 3, 32, 32, dtype=torch.float64)
+    rem = mo.build_remover(Precomputed(torch.ones(2, 3, 32, 32)), tiny_cnn, x)
+    assert rem.fill_image.dtype == torch.float64  # aligned with x once, chunks take()
+    assert torch.equal(rem.take(torch.tensor([1])).fill_image, torch.ones(1, 3, 32, 32,
+                                                                          dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"fill_image has shape \(3, 3, 32, 32\), which does "
+                                         r"not match x \(2, 3, 32, 32\)"):
+        mo.build_remover(Precomputed(torch.ones(3, 3, 32, 32)), tiny_cnn, x)
+
+
+def test_per_image_fill_in_chunks_equals_one_batch(patch_model, square_image):
+    """Per-image fills follow their images through the chunks (Remover.take) and the jitter."""
+    fill = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    kw = dict(remover=Precomputed(fill), grid=4, iterations=3, jitter=2)
+    whole = meaningful_perturbation(patch_model, square_image, 0, **kw)
+    torch.testing.assert_close(
+        meaningful_perturbation(patch_model, square_image, 0, batch_size=1, **kw), whole)
+    alone = meaningful_perturbation(patch_model, square_image[1:], 0,
+                                    **{**kw, "remover": Precomputed(fill[1:])})
+    torch.testing.assert_close(alone, whole[1:])
+    f = fido(patch_model, square_image, 0, remover=Precomputed(fill), iterations=3, n_copies=2)
+    f1 = fido(patch_model, square_image, 0, remover=Precomputed(fill), iterations=3,
+              n_copies=2, batch_size=3)  # chunks span images
+    torch.testing.assert_close(f1, f)
+
+
+def test_jitter_crops_image_and_fill_alike():
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    jit = mo.Jitter(x, Precomputed(x.clone()), 2, torch.Generator().manual_seed(0))
+    for _ in range(5):
+        x0, rem0 = jit()
+        assert x0.shape == x.shape and torch.equal(rem0.fill_image, x0)
+    still = mo.Jitter(x, BLACK, 0, torch.Generator())
+    assert still()[0] is x and still()[1] is BLACK
+
+
+def test_regularisers():
+    m = torch.tensor([[[[0.0, 1.0], [0.5, 0.5]]]])
+    assert mo.l1(1 - m).item() == 2.0
+    # |dh|^beta: (0.5, 0.5); |dw|^beta: (1, 0)
+    assert mo.tv(m, 1.0).item() == 2.0 and mo.tv(m, 3.0).item() == 0.125 + 0.125 + 1.0
+
+
+def test_guard_restores_model_and_global_rng(tiny_cnn, images):
+    tiny_cnn.train()
+    flags = [p.requires_grad for p in tiny_cnn.parameters()]
+    state = torch.random.get_rng_state()
+    meaningful_perturbation(tiny_cnn, images, 0, iterations=2)
+    fido(tiny_cnn, images, 0, iterations=2, n_copies=2)
+    assert tiny_cnn.training and [p.requires_grad for p in tiny_cnn.parameters()] == flags
+    assert torch.equal(torch.random.get_rng_state(), state)
