@@ -1,4 +1,9 @@
-"""Classifier accuracy and confusion on labelled batches."""
+"""Classifier outputs in batches, and accuracy and confusion on labelled batches.
+
+* :func:`probabilities` and :func:`features` are the batched inference of every metric that reads
+  the classifier's softmax or penultimate features (plausibility, accuracy): one place.
+* :func:`accuracy` — top-1 accuracy with a bootstrap CI and the confusion matrix.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kit.metrics.plausibility import probabilities
 from kit.metrics.stats import bootstrap_ci
 
 HIGHER_IS_BETTER = {"accuracy": True}
+
+
+@torch.inference_mode()
+def features(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Penultimate features ``(N,D)`` of pixel-space images ``(N,3,H,W)``, in batches."""
+    return torch.cat([model.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+@torch.inference_mode()
+def probabilities(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Softmax probabilities ``(N,C)`` of pixel-space images ``(N,3,H,W)``, in batches."""
+    return torch.cat(
+        [model(x[i : i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)]
+    )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from kit import checks
+from kit.metrics.classification import features, probabilities  # noqa: F401 (public here too)
 from kit.metrics.stats import bootstrap_ci
 
 HIGHER_IS_BETTER = {
@@ -27,20 +29,6 @@ HIGHER_IS_BETTER = {
     "artifact_rate": False,
     "p_removed": False,
 }
-
-
-@torch.inference_mode()
-def features(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Penultimate features ``(N,D)`` of pixel-space images, in batches."""
-    return torch.cat([model.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-@torch.inference_mode()
-def probabilities(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Softmax probabilities ``(N,C)`` of pixel-space images, in batches."""
-    return torch.cat(
-        [model(x[i : i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)]
-    )
 
 
 def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
@@ -74,14 +62,22 @@ def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
 
 @dataclass(frozen=True)
 class FillError:
-    """Per-image fill error inside the removed region: ``l1 (N,)`` and ``psnr (N,)`` (dB)."""
+    """Per-image fill error inside the removed region, each ``(N,)``.
+
+    Attributes:
+        l1: mean absolute error, weighted by ``1 - keep``.
+        psnr: ``10 log10(1 / mse)`` in dB (inf where the fill is exact, e.g. the oracle).
+        mse: mean squared error, weighted by ``1 - keep`` (what a PSNR over several masks
+            averages before taking the log).
+    """
 
     l1: torch.Tensor
     psnr: torch.Tensor
+    mse: torch.Tensor
 
 
 def fill_error(x_tilde: torch.Tensor, background: torch.Tensor, keep: torch.Tensor) -> FillError:
-    """L1 and PSNR of counterfactuals against the true background, weighted by ``1 - keep``.
+    """L1, MSE and PSNR of counterfactuals against the true background, weighted by ``1 - keep``.
 
     Args:
         x_tilde: ``(N,3,H,W)`` composites; background: ``(N,3,H,W)``; keep: ``(N,1,H,W)``.
@@ -96,7 +92,9 @@ def fill_error(x_tilde: torch.Tensor, background: torch.Tensor, keep: torch.Tens
     mse = (w * diff**2).sum((1, 2, 3)) / denom
     psnr = 10 * torch.log10(1 / mse)  # inf where the fill is exact (the oracle)
     nan = torch.full_like(l1, float("nan"))
-    return FillError(torch.where(denom > 0, l1, nan), torch.where(denom > 0, psnr, nan))
+    valid = denom > 0
+    return FillError(torch.where(valid, l1, nan), torch.where(valid, psnr, nan),
+                     torch.where(valid, mse, nan))
 
 
 def artifact_rate(
@@ -136,7 +134,8 @@ def removal_quality(
     Args:
         model: the world :class:`~kit.models.Classifier`.
         batch: a :class:`~kit.world.WorldBatch` (fresh ``test`` images).
-        removers: display name -> remover (``kit.removers``).
+        removers: display name -> remover object or name (``kit.removers``, resolved with
+            ``model`` and the image size).
         dilate_px: hole = object mask dilated by this many pixels.
         batch_size: images per forward / remover call.
         seed: bootstrap seed.
@@ -146,24 +145,28 @@ def removal_quality(
         object's class, with 95% bootstrap CI), ``l1`` and ``psnr`` inside the hole (vs the true
         background), ``fd_background`` (feature Fréchet distance to the true backgrounds),
         ``fd_real`` (to the original images, objects included), ``artifact_rate``. The first
-        row, ``true background``, is the floor.
+        row, ``true background``, is the floor (the ``oracle`` remover on the batch's
+        backgrounds).
     """
     import pandas as pd
+
+    from kit.removers import get_remover
 
     keep = object_keep_mask(batch.masks, dilate_px)
     bg_feats = features(model, batch.backgrounds, batch_size)
     real_feats = features(model, batch.images, batch_size)
     bg_top = probabilities(model, batch.backgrounds, batch_size).argmax(1)
     rows = []
-    conds = {"true background": None, **removers}
-    for name, remover in conds.items():
-        if remover is None:
-            xt = torch.where(keep.bool(), batch.images, batch.backgrounds)
-        else:
-            xt = torch.cat([
-                remover(batch.images[i : i + batch_size], keep[i : i + batch_size])
-                for i in range(0, len(batch), batch_size)
-            ])
+    size = tuple(batch.images.shape[-2:])
+    conds = {"true background": "oracle", **removers}
+    for name, spec in conds.items():
+        remover = get_remover(spec, model=model, size=size, backgrounds=batch.backgrounds) \
+            if isinstance(spec, str) else spec
+        xt = torch.cat([
+            remover.take(torch.arange(i, min(i + batch_size, len(batch))))(
+                batch.images[i : i + batch_size], keep[i : i + batch_size])
+            for i in range(0, len(batch), batch_size)
+        ])
         probs = probabilities(model, xt, batch_size)
         p_rem = probs[torch.arange(len(batch)), batch.labels].numpy()
         err = fill_error(xt, batch.backgrounds, keep)
@@ -187,9 +190,11 @@ def removal_quality(
 # Counterfactual sets (methods.md §4.1): a method-independent mask bank and the masks a method uses
 # ----------------------------------------------------------------------------------------------
 
-MASK_FAMILIES = ("sliding_patch", "lime", "rise", "meaningful_perturbation", "mp2")
-"""Attributors whose counterfactuals :func:`method_keep_masks` can rebuild. FIDO's are Bernoulli
-draws from its learned dropout rates and are not rebuilt (its two objectives both inpaint)."""
+FINAL_MASK = ("meaningful_perturbation", "mp2")
+"""Attributors whose counterfactual is their final optimised mask ``1 - upsample(sal)`` (one per
+image, so X and X-G each end at their own). The sampled methods' masks come from the method's own
+generator, :data:`kit.attributors.MASK_SETS`. FIDO's are Bernoulli draws from its learned dropout
+rates and are not rebuilt (its two objectives both inpaint)."""
 
 
 def mask_bank(n_images: int, size, *, n_masks: int = 16, area: tuple[float, float] = (0.1, 0.5),
@@ -204,10 +209,9 @@ def mask_bank(n_images: int, size, *, n_masks: int = 16, area: tuple[float, floa
     Returns:
         ``(n_images, n_masks, 1, H, W)`` float keep-masks (0 inside the rectangle).
     """
-    from kit.masks import _pos_int, _size2
-
-    n_images, n_masks = _pos_int("n_images", n_images), _pos_int("n_masks", n_masks)
-    H, W = _size2("size", size)
+    n_images = checks.positive_int("n_images", n_images)
+    n_masks = checks.positive_int("n_masks", n_masks)
+    H, W = checks.size2("size", size)
     lo, hi = area
     if not 0 < lo <= hi <= 1:
         raise ValueError(f"area must be (low, high) with 0 < low <= high <= 1, got {area!r}")
@@ -225,74 +229,190 @@ def mask_bank(n_images: int, size, *, n_masks: int = 16, area: tuple[float, floa
     return out
 
 
-def method_keep_masks(method: str, x: torch.Tensor, *, n_masks: int = 64, seed: int = 0,
-                      sal: torch.Tensor | None = None) -> torch.Tensor:
-    """The keep-masks a method composites, to score *its* counterfactuals (methods.md §4.1).
+class KeepMasks:
+    """A fixed stack of per-image keep-masks as a mask set (:mod:`kit.engine`'s protocol).
 
-    * sliding patch: a seeded subsample of ``n_masks`` of its window positions (default window
-      and stride for the image size);
-    * LIME: its own perturbations — SLIC superpixels (LIME defaults) switched off by LIME's
-      binary samples (rows 1.., the first row is the unperturbed image);
-    * RISE: its first ``n_masks`` masks;
-    * MP and MP2: the final mask ``m = 1 - sal`` upsampled to the image (one per image), which
-      needs the method's map ``sal``; X and X-G therefore each end at their own mask.
+    Args:
+        keep: ``(N,K,1,H,W)`` keep-masks in [0,1]; image ``i``'s mask ``j`` is ``keep[i, j]``.
+    """
+
+    per_image = True
+    composites = None
+
+    def __init__(self, keep: torch.Tensor) -> None:
+        if not isinstance(keep, torch.Tensor) or keep.ndim != 5 or keep.shape[2] != 1:
+            shape = tuple(keep.shape) if isinstance(keep, torch.Tensor) else type(keep).__name__
+            raise ValueError(f"keep must be a (N,K,1,H,W) tensor of keep-masks, got {shape}")
+        self.keep = keep
+        self.n = keep.shape[0]
+
+    def __len__(self) -> int:
+        return self.keep.shape[1]
+
+    def build(self, index, *, image, device=None, dtype: torch.dtype = torch.float32):
+        """Keep-masks ``(B,1,H,W)``: mask ``index[b]`` of image ``image[b]``."""
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1).cpu()
+        image = torch.as_tensor(image, dtype=torch.long).reshape(-1).cpu()
+        return self.keep[image, index].to(device=device, dtype=dtype)
+
+
+class Sampled:
+    """K masks per image drawn from a method's mask set (:func:`sample`), itself a mask set.
+
+    Mask ``j`` of image ``i`` is the parent's mask ``index[i, j]``; when the parent composites
+    itself (SP-G's local crops, :meth:`kit.masks.SlidingWindows.composites`) so does this set, so
+    the counterfactuals are exactly the ones the method scored.
+
+    Args:
+        masks: the method's mask set (``len``, ``build``, optional ``composites``).
+        index: ``(N,K)`` long indices into ``masks``.
+    """
+
+    per_image = True
+
+    def __init__(self, masks, index: torch.Tensor) -> None:
+        if not isinstance(index, torch.Tensor) or index.ndim != 2:
+            raise ValueError(f"index must be a (N,K) long tensor, got {index!r}")
+        self.masks = masks
+        self.index = index.long().cpu()
+        self.n = index.shape[0]
+        parent = getattr(masks, "composites", None)
+        if parent is None:
+            self.composites = None  # the caller composites the built keep-masks itself
+
+    def __len__(self) -> int:
+        return self.index.shape[1]
+
+    def _parent(self, index, image) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.as_tensor(image, dtype=torch.long).reshape(-1)
+        index = torch.as_tensor(index, dtype=torch.long, device=image.device).reshape(-1)
+        return self.index[image.cpu(), index.cpu()].to(image.device), image
+
+    def build(self, index, *, image, device=None, dtype: torch.dtype = torch.float32):
+        """Keep-masks ``(B,1,H,W)``: the parent's masks ``self.index[image, index]``."""
+        parent, image = self._parent(index, image)
+        return self.masks.build(parent, image=image, device=device, dtype=dtype)
+
+    def composites(self, remover, x: torch.Tensor, image: torch.Tensor,
+                   index: torch.Tensor) -> torch.Tensor:
+        """The parent's own composites ``(B,3,H,W)`` of its masks ``self.index[image, index]``."""
+        parent, image = self._parent(index, image)
+        return self.masks.composites(remover, x, image, parent)
+
+
+def sample(masks, n: int, k: int, *, seed: int = 0) -> Sampled:
+    """``k`` masks per image of a mask set, uniformly without replacement (seeded per image).
+
+    Image ``i`` walks the masks in the order ``numpy.random.default_rng([seed, i]).permutation``
+    and keeps the first ``k`` that remove at least one pixel (a keep value below 1), which skips
+    LIME's unperturbed row 0 and KernelSHAP's full coalitions without knowing the method. If an
+    image has fewer than ``k`` such masks, every image gets that smaller number.
+
+    Args:
+        masks: a mask set (:mod:`kit.engine`) for ``n`` images.
+        n: number of images.
+        k: masks per image.
+        seed: seed of the per-image orders.
+
+    Returns:
+        :class:`Sampled` with ``min(k, removing masks of the poorest image)`` masks per image.
+
+    Raises:
+        ValueError: bad ``n``, ``k`` or ``seed``, or an image none of whose masks removes
+            anything.
+    """
+    n, k = checks.positive_int("n", n), checks.positive_int("n_masks", k)
+    seed = checks.seed("seed", seed)
+    total = len(masks)
+    picks = []
+    for i in range(n):
+        order = torch.from_numpy(np.random.default_rng([seed, i]).permutation(total))
+        chosen, found = [], 0
+        for start in range(0, total, k):
+            idx = order[start : start + k]
+            keep = masks.build(idx, image=torch.full_like(idx, i))
+            idx = idx[keep.flatten(1).amin(1) < 1]
+            chosen.append(idx)
+            found += len(idx)
+            if found >= k:
+                break
+        picks.append(torch.cat(chosen)[:k])
+    width = min(len(p) for p in picks)
+    if width == 0:
+        poor = [i for i, p in enumerate(picks) if len(p) == 0]
+        raise ValueError(f"masks: no mask removes any pixel of image(s) {poor}")
+    return Sampled(masks, torch.stack([p[:width] for p in picks]))
+
+
+def stack(masks, n: int, *, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Every keep-mask of a mask set for ``n`` images, ``(N,K,1,H,W)`` (for plots and tests)."""
+    k = len(masks)
+    job = torch.arange(checks.positive_int("n", n) * k)
+    keep = masks.build(job % k, image=job // k, device=device, dtype=dtype)
+    return keep.reshape(n, k, *keep.shape[1:])
+
+
+def method_masks(method: str, x: torch.Tensor, *, overrides=None, n_masks: int = 64,
+                 seed: int = 0, sal: torch.Tensor | None = None):
+    """The counterfactual masks a method composites, to score *its* counterfactuals (§4.1).
+
+    * SP, LIME, RISE, KernelSHAP (and their -G twins): the mask set the method itself builds,
+      :data:`kit.attributors.MASK_SETS` called with the method's parameters (``METHODS[method]``
+      plus ``overrides[method]``, e.g. a profile's stride, SP-G's ``local=True`` crops, LIME's
+      and RISE's sample counts) and ``seed``, then :func:`sample` of ``n_masks`` per image. With
+      ``local=True`` the counterfactuals are SP-G's local-crop composites.
+    * MP and MP2: the final mask ``m = 1 - sal`` upsampled bilinearly to the image (one per
+      image), which needs the method's map ``sal``; X and X-G therefore each end at their own
+      mask.
 
     Args:
         method: a :data:`kit.attributors.METHODS` name.
         x: ``(N,3,H,W)`` images.
+        overrides: ``{method: {param: value}}`` as given to :func:`kit.mapcache.compute_maps`
+            (:func:`kit.attributors.budget` of the run's profile), so the masks are the maps'.
         n_masks: masks per image (ignored for MP / MP2).
-        seed: seed of the subsample / LIME samples / RISE masks.
+        seed: the method's seed (its LIME / RISE / KernelSHAP draw) and the subsample's.
         sal: ``(N,1,h,w)`` maps of ``method`` (MP and MP2 only).
 
     Returns:
-        ``(N,K,1,H,W)`` keep-masks in [0,1].
+        A mask set with ``len()`` masks per image, ``build(index, image=...)`` and, for SP-G's
+        local crops, ``composites``: what :func:`counterfactual_table` takes.
     """
-    from kit.attributors import METHODS
-    from kit.attributors.lime import lime_samples
-    from kit.defaults import resolve
-    from kit.masks import grid_shape, rise_masks, superpixels, upsample, window_masks
+    from kit.attributors import MASK_SETS, METHODS
+    from kit.masks import upsample
 
     if method not in METHODS:
         raise ValueError(f"method: unknown {method!r}; valid names: {', '.join(METHODS)}")
+    checks.images("x", x)
     family = METHODS[method].attributor
-    if family not in MASK_FAMILIES:
-        supported = [k for k, m in METHODS.items() if m.attributor in MASK_FAMILIES]
+    if family in MASK_SETS:
+        params = {**METHODS[method].params, **dict((overrides or {}).get(method) or {}),
+                  "seed": seed}
+        return sample(MASK_SETS[family](x, **params), x.shape[0], n_masks, seed=seed)
+    if family not in FINAL_MASK:
+        supported = [k for k, m in METHODS.items() if m.attributor in (*MASK_SETS, *FINAL_MASK)]
         raise ValueError(f"method: {method!r} ({family}) has no rebuildable counterfactual "
                          f"masks; supported: {', '.join(supported)}")
     n, (H, W) = x.shape[0], x.shape[-2:]
-    if family == "sliding_patch":
-        window, stride = resolve("sp_window", H), resolve("sp_stride", H)
-        n_pos = int(np.prod(grid_shape((H, W), window, stride)))
-        out = []
-        for i in range(n):
-            rng = np.random.default_rng([int(seed), i])
-            idx = torch.from_numpy(rng.choice(n_pos, size=min(n_masks, n_pos), replace=False))
-            out.append(window_masks((H, W), window, stride, idx))
-        return torch.stack(out)
-    if family == "lime":
-        seg = superpixels(x)
-        out = []
-        for i in range(n):
-            k = int(seg[i].max()) + 1
-            z = torch.from_numpy(lime_samples(n_masks + 1, k, seed)[1:]).float()
-            out.append(z[:, seg[i]].unsqueeze(1))
-        return torch.stack(out)
-    if family == "rise":
-        return rise_masks(n_masks, (H, W), seed=seed).unsqueeze(0).expand(n, -1, -1, -1, -1)
     if sal is None or sal.shape[0] != n or sal.ndim != 4:
         raise ValueError(f"sal: {method} needs its (N,1,h,w) maps with N={n}, got "
                          f"{None if sal is None else tuple(sal.shape)}")
     keep = (1 - upsample(sal.float(), (H, W))).clamp(0, 1)
-    return keep.unsqueeze(1)
+    return KeepMasks(keep.unsqueeze(1))
 
 
-def _composites(remover, x, keep, batch_size):
-    """R(x_i, keep_ik) for all (i,k), flattened to ``(N*K,3,H,W)`` in row-major (i,k) order."""
-    n, k = keep.shape[:2]
-    xs = x.repeat_interleave(k, 0)
-    ks = keep.reshape(n * k, *keep.shape[2:])
-    return torch.cat([remover(xs[s:s + batch_size], ks[s:s + batch_size])
-                      for s in range(0, n * k, batch_size)])
+def _mask_set(name: str, keep, n: int):
+    """``keeps[name]`` as a mask set for ``n`` images (tensors wrapped in :class:`KeepMasks`)."""
+    if isinstance(keep, torch.Tensor):
+        if keep.ndim != 5 or keep.shape[0] != n or keep.shape[2] != 1:
+            raise ValueError(f"keeps[{name!r}]: expected (N={n},K,1,H,W), got {tuple(keep.shape)}")
+        return KeepMasks(keep)
+    if not (hasattr(keep, "build") and hasattr(keep, "__len__")):
+        raise TypeError(f"keeps[{name!r}]: expected a (N,K,1,H,W) tensor or a mask set "
+                        f"(len() and build()), got {type(keep).__name__}")
+    if getattr(keep, "n", n) != n:
+        raise ValueError(f"keeps[{name!r}]: a mask set for {keep.n} images, the batch has {n}")
+    return keep
 
 
 def _fd_with_ci(feats: np.ndarray, ref: np.ndarray, n: int, *, paired: bool, n_boot: int,
@@ -330,10 +450,14 @@ def counterfactual_table(model, batch, keeps, removers: dict, *, reference_image
     Args:
         model: the world :class:`~kit.models.Classifier`.
         batch: a :class:`~kit.world.WorldBatch` of N images (its ``backgrounds`` are the truth).
-        keeps: ``(N,K,1,H,W)`` keep-masks shared by every remover, or a dict ``{name: masks}``
-            giving each remover its own masks (the method-specific sets).
-        removers: display name -> remover object or name (built with ``model``); the name
-            ``"oracle"`` composites the true background (the floor of every measure).
+        keeps: the masks shared by every remover — an ``(N,K,1,H,W)`` keep-mask tensor or a mask
+            set (:func:`method_masks`) — or a dict ``{name: masks}`` giving each remover its own
+            (the method-specific sets). A mask set that composites itself (SP-G's local crops)
+            makes the remover's counterfactuals its composites.
+        removers: display name -> remover object or name, resolved by
+            :func:`kit.removers.get_remover` with ``model``, the image size and the batch's
+            backgrounds (so ``"oracle"`` composites the true background: the floor of every
+            measure).
         reference_images: real images for the ``fd_real`` reference (default ``batch.images``;
             pass as many fresh images as there are counterfactuals so covariances are full rank).
         batch_size: composites per remover call / forward pass.
@@ -343,63 +467,69 @@ def counterfactual_table(model, batch, keeps, removers: dict, *, reference_image
     Returns:
         ``(per_image, fd)``: ``per_image`` is a long table (``image, method, metric, value``; the
         removers' display names in ``method``) with, per image averaged over its K masks, ``l1``
-        and ``psnr`` of the fill against the true background inside the removed region (PSNR from
-        the mean MSE over the masks; NaN for a fill that is exact by construction, the oracle)
-        and ``artifact_rate`` (top-1 is neither the target nor the top-1 of the true-background
-        counterfactual on the same mask, with probability >= 0.5). ``fd`` is in the format of
-        :func:`kit.report.summarize` (``method, metric, mean, ci_low, ci_high, n,
-        higher_is_better``): per remover ``fd_real`` (vs real images) and ``fd_background`` (vs
-        the true-background counterfactuals on the same masks), each with a 95% bootstrap CI over
-        images (``n`` = images; each contributes its K counterfactuals).
+        and ``psnr`` of the fill against the true background inside the removed region
+        (:func:`fill_error`; PSNR from the mean MSE over the masks; NaN for a fill that is exact
+        by construction, the oracle) and ``artifact_rate`` (top-1 is neither the target nor the
+        top-1 of the true-background counterfactual on the same mask, with probability >= 0.5).
+        ``fd`` is in the format of :func:`kit.report.summarize` (``method, metric, mean,
+        ci_low, ci_high, n, higher_is_better``): per remover ``fd_real`` (vs real images) and
+        ``fd_background`` (vs the true-background counterfactuals on the same masks), each with a
+        95% bootstrap CI over images (``n`` = images; each contributes its K counterfactuals).
     """
     import pandas as pd
 
     from kit.removers import get_remover
 
     x, bg, labels = batch.images, batch.backgrounds, batch.labels
-    n = x.shape[0]
+    n, size = x.shape[0], tuple(x.shape[-2:])
+    checks.positive_int("batch_size", batch_size)
+    oracle = get_remover("oracle", backgrounds=bg)  # the true counterfactuals on any keep-mask
     ref = batch.images if reference_images is None else reference_images
     ref_feats = features(model, ref, batch_size).double().numpy()
     rows, fd_rows = [], []
     bg_cache: dict[int, tuple] = {}
     for name, spec in removers.items():
-        keep = keeps[name] if isinstance(keeps, dict) else keeps
-        if keep.ndim != 5 or keep.shape[0] != n or keep.shape[2] != 1:
-            raise ValueError(f"keeps[{name!r}]: expected (N={n},K,1,H,W), got {tuple(keep.shape)}")
-        k = keep.shape[1]
-        flat_keep = keep.reshape(n * k, *keep.shape[2:])
-        if id(keep) not in bg_cache:  # the true counterfactuals on these masks
-            xt_bg = x.repeat_interleave(k, 0) * flat_keep + bg.repeat_interleave(k, 0) * (
-                1 - flat_keep)
-            bg_cache[id(keep)] = (probabilities(model, xt_bg, batch_size).argmax(1),
-                                  features(model, xt_bg, batch_size).double().numpy())
-        bg_top, bg_feats = bg_cache[id(keep)]
-        if isinstance(spec, str) and spec == "oracle":
-            # the true counterfactual itself (TrueBackground needs backgrounds aligned with x)
-            xt = (x.repeat_interleave(k, 0) * flat_keep
-                  + bg.repeat_interleave(k, 0) * (1 - flat_keep))
-        else:
-            rem = get_remover(spec, model=model) if isinstance(spec, str) else spec
-            xt = _composites(rem, x, keep, batch_size)
-        probs = probabilities(model, xt, batch_size)
-        feats = features(model, xt, batch_size).double().numpy()
-        w = (1 - flat_keep).expand_as(xt)
-        denom = w.sum((1, 2, 3)).reshape(n, k)
-        diff = xt - bg.repeat_interleave(k, 0)
-        l1 = ((w * diff.abs()).sum((1, 2, 3)).reshape(n, k) / denom.clamp_min(1e-12))
-        mse = ((w * diff**2).sum((1, 2, 3)).reshape(n, k) / denom.clamp_min(1e-12))
-        valid = denom > 0
-        l1_img = (l1 * valid).sum(1) / valid.sum(1).clamp_min(1)
-        mse_img = (mse * valid).sum(1) / valid.sum(1).clamp_min(1)
+        given = keeps[name] if isinstance(keeps, dict) else keeps
+        masks = _mask_set(name, given, n)
+        rem = get_remover(spec, model=model, size=size, backgrounds=bg)
+        k = len(masks)
+        composites = getattr(masks, "composites", None)
+        need_bg = id(given) not in bg_cache
+        top, feats, bg_top, bg_feats, l1, mse = [], [], [], [], [], []
+        # image-major (i, k) jobs in chunks of batch_size, as kit.engine.score_masks streams them
+        for start in range(0, n * k, batch_size):
+            job = torch.arange(start, min(start + batch_size, n * k))
+            img, idx = job // k, job % k
+            keep = masks.build(idx, image=img, device=x.device, dtype=x.dtype)
+            if need_bg:
+                xt_bg = oracle.take(img)(x[img], keep)
+                bg_top.append(probabilities(model, xt_bg, batch_size).argmax(1))
+                bg_feats.append(features(model, xt_bg, batch_size).double())
+            xt = (composites(rem, x, img, idx) if composites is not None
+                  else rem.take(img)(x[img], keep))
+            top.append(probabilities(model, xt, batch_size))
+            feats.append(features(model, xt, batch_size).double())
+            err = fill_error(xt, bg[img], keep)
+            l1.append(err.l1)
+            mse.append(err.mse)
+        if need_bg:
+            bg_cache[id(given)] = (torch.cat(bg_top), torch.cat(bg_feats).numpy())
+        ref_top, ref_bg_feats = bg_cache[id(given)]
+        probs, feats = torch.cat(top), torch.cat(feats).numpy()
+        l1, mse = torch.cat(l1).reshape(n, k), torch.cat(mse).reshape(n, k)
+        valid = ~l1.isnan()  # masks that removed something
+        count = valid.sum(1).clamp_min(1)
+        l1_img = l1.nan_to_num(0.0).sum(1) / count
+        mse_img = mse.nan_to_num(0.0).sum(1) / count
         psnr_img = torch.where(mse_img > 0, 10 * torch.log10(1 / mse_img),
                                torch.full_like(mse_img, float("nan")))
-        art = artifact_rate(probs, labels.repeat_interleave(k), bg_top).reshape(n, k).mean(1)
+        art = artifact_rate(probs, labels.repeat_interleave(k), ref_top).reshape(n, k).mean(1)
         for i in range(n):
             for metric, v in (("l1", l1_img[i]), ("psnr", psnr_img[i]),
                               ("artifact_rate", art[i])):
                 rows.append({"image": i, "method": name, "metric": metric, "value": float(v)})
         fd_r = _fd_with_ci(feats, ref_feats, n, paired=False, n_boot=n_boot, seed=seed)
-        fd_b = _fd_with_ci(feats, bg_feats, n, paired=True, n_boot=n_boot, seed=seed)
+        fd_b = _fd_with_ci(feats, ref_bg_feats, n, paired=True, n_boot=n_boot, seed=seed)
         for metric, (v, lo, hi) in (("fd_real", fd_r), ("fd_background", fd_b)):
             fd_rows.append({"method": name, "metric": metric, "mean": v, "ci_low": lo,
                             "ci_high": hi, "n": n, "higher_is_better": False})

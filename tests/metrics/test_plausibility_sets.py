@@ -22,24 +22,80 @@ def test_mask_bank_areas_determinism_and_independence_of_count():
         P.mask_bank(1, 32, area=(0.5, 0.1))
 
 
-def test_method_keep_masks_families():
+def test_method_masks_families():
     x = world.sample(2, seed=0, split="test").images
-    sp = P.method_keep_masks("SP-G", x, n_masks=5)
+    sp = P.stack(P.method_masks("SP-G", x, n_masks=5), 2)
     assert sp.shape == (2, 5, 1, 64, 64)
     assert torch.all((1 - sp).sum((2, 3, 4)) == 64)  # one 8x8 window each
-    lime = P.method_keep_masks("LIME", x, n_masks=4)
+    lime = P.stack(P.method_masks("LIME", x, n_masks=4), 2)
     assert lime.shape == (2, 4, 1, 64, 64) and set(lime.unique().tolist()) <= {0.0, 1.0}
-    rise = P.method_keep_masks("RISE", x, n_masks=3)
+    rise = P.stack(P.method_masks("RISE", x, n_masks=3), 2)
     assert rise.shape == (2, 3, 1, 64, 64)
+    shap = P.stack(P.method_masks("KernelSHAP-G", x, n_masks=3), 2)
+    assert shap.shape == (2, 3, 1, 64, 64)
     sal = torch.rand(2, 1, 8, 8)
-    mp = P.method_keep_masks("MP", x, sal=sal)
+    mp = P.stack(P.method_masks("MP", x, sal=sal), 2)
     assert mp.shape == (2, 1, 1, 64, 64) and float(mp.min()) >= 0 and float(mp.max()) <= 1
     with pytest.raises(ValueError, match="sal"):
-        P.method_keep_masks("MP-G", x)
+        P.method_masks("MP-G", x)
     with pytest.raises(ValueError, match="supported"):
-        P.method_keep_masks("FIDO-CA-SDR", x)
+        P.method_masks("FIDO-CA-SDR", x)
     with pytest.raises(ValueError, match="valid names"):
-        P.method_keep_masks("nope", x)
+        P.method_masks("nope", x)
+
+
+def test_method_masks_are_the_methods_own():
+    from kit.attributors import MASK_SETS, METHODS, budget
+
+    x = world.sample(2, seed=0, split="test").images
+    overrides = budget("cheap", ["SP-G", "LIME", "RISE"])
+    # the profile's stride and SP-G's local crops reach the mask set
+    sp = P.method_masks("SP-G", x, overrides=overrides, n_masks=6, seed=1)
+    assert sp.masks.stride == overrides["SP-G"]["stride"] and sp.masks.local
+    assert sp.composites is not None and len(sp) == 6
+    # LIME: the method's own draw (its n_samples), never its unperturbed row 0
+    lime = P.method_masks("LIME", x, overrides=overrides, n_masks=39, seed=0)
+    assert len(lime.masks) == overrides["LIME"]["n_samples"]
+    assert len(lime) <= 39 and not (lime.index == 0).any()
+    own = MASK_SETS["lime"](x, **{**METHODS["LIME"].params, **overrides["LIME"], "seed": 0})
+    assert torch.equal(P.stack(lime, 2), own.build(lime.index.reshape(-1),
+                                                   image=torch.arange(2).repeat_interleave(
+                                                       len(lime))).reshape(2, len(lime), 1,
+                                                                           64, 64))
+    # RISE: a subset of the masks RISE itself draws at the profile's n_masks
+    rise = P.method_masks("RISE", x, overrides=overrides, n_masks=4, seed=0)
+    assert len(rise.masks) == overrides["RISE"]["n_masks"]
+    assert torch.equal(P.stack(rise, 2)[1], rise.masks.build(rise.index[1]))
+    # the per-image subsample is seeded and depends on the image
+    again = P.method_masks("SP-G", x, overrides=overrides, n_masks=6, seed=1)
+    assert torch.equal(again.index, sp.index) and not torch.equal(sp.index[0], sp.index[1])
+
+
+def test_sampled_local_counterfactuals_are_sp_gs():
+    """The engine scores a sampled SP-G set exactly as SP-G scored those windows."""
+    from kit.engine import score_masks
+    from kit.removers import get_remover
+
+    clf = load_classifier("world")
+    b = world.sample(2, seed=2, split="test")
+    sp = P.method_masks("SP-G", b.images, overrides={"SP-G": {"stride": 8, "local": True}},
+                        n_masks=3)
+    rem = get_remover("telea", model=clf)
+    full = score_masks(clf, b.images, b.labels, sp.masks, rem, batch_size=64)
+    mine = score_masks(clf, b.images, b.labels, sp, rem, batch_size=4)
+    assert torch.allclose(mine, full.gather(1, sp.index), atol=1e-6)
+
+
+def test_sample_skips_masks_that_remove_nothing():
+    keep = torch.ones(2, 5, 1, 4, 4)
+    keep[0, 3, 0, 0, 0] = 0
+    keep[1, 1:3, 0, 1, 1] = 0
+    s = P.sample(P.KeepMasks(keep), 2, 4, seed=0)
+    assert len(s) == 1 and s.index[0].item() == 3 and s.index[1].item() in (1, 2)
+    with pytest.raises(ValueError, match="image"):
+        P.sample(P.KeepMasks(torch.ones(1, 3, 1, 4, 4)), 1, 2)
+    with pytest.raises(ValueError, match="n_masks"):
+        P.sample(P.KeepMasks(keep), 2, 0)
 
 
 def test_counterfactual_table_oracle_is_the_floor():
@@ -68,3 +124,31 @@ def test_counterfactual_table_oracle_is_the_floor():
     l1 = ((w * (fill - b.backgrounds[:1]).abs()).sum((1, 2, 3)) / w.sum((1, 2, 3))).mean()
     got = per_image.query("method == 'gray' and metric == 'l1' and image == 0").value.item()
     assert got == pytest.approx(float(l1), rel=1e-5)
+
+
+def test_counterfactual_table_takes_mask_sets_and_local_composites():
+    from kit.removers import get_remover
+
+    clf = load_classifier("world")
+    b = world.sample(3, seed=4, split="test")
+    keeps = P.mask_bank(3, 64, n_masks=2, seed=0)
+    a, fa = P.counterfactual_table(clf, b, keeps, {"gray": "gray"}, n_boot=0)
+    c, fc = P.counterfactual_table(clf, b, P.KeepMasks(keeps), {"gray": "gray"}, n_boot=0)
+    assert np.allclose(a.value, c.value, equal_nan=True) and np.allclose(fa["mean"], fc["mean"])
+    sp = P.method_masks("SP-G", b.images, overrides={"SP-G": {"stride": 8, "local": True}},
+                        n_masks=2)
+    per_image, fd = P.counterfactual_table(clf, b, {"telea": sp, "gray": keeps},
+                                           {"telea": "telea", "gray": "gray"}, n_boot=0)
+    means = per_image.groupby(["method", "metric"]).value.mean()
+    assert means["telea", "l1"] > 0 and np.isclose(means["gray", "l1"],
+                                                   a.query("metric == 'l1'").value.mean())
+    # a local composite changes the image only inside its window (kept pixels are the image's)
+    keep = P.stack(sp, 3)
+    xt = sp.composites(get_remover("telea", model=clf), b.images,
+                       torch.arange(3).repeat_interleave(2), torch.tensor([0, 1] * 3))
+    kept = keep.reshape(6, 1, 64, 64).expand(6, 3, 64, 64).bool()
+    assert torch.equal(xt[kept], b.images.repeat_interleave(2, 0)[kept])
+    with pytest.raises(ValueError, match="keeps"):
+        P.counterfactual_table(clf, b, keeps[:2], {"gray": "gray"}, n_boot=0)
+    with pytest.raises(ValueError, match="valid names"):
+        P.counterfactual_table(clf, b, keeps, {"x": "nope"}, n_boot=0)
