@@ -19,7 +19,8 @@ loaded with ``torch.load(..., weights_only=True)``.
 Usage::
 
     from kit import cache
-    key = cache.digest("SP", {"stride": 4}, x, cache.model_digest(clf), cache.code_digest("masks.py"))
+    key = cache.digest("SP", {"stride": 4}, x, cache.model_digest(clf),
+                       cache.code_digest("masks.py"))
     path = cache.path("maps", f"SP-{key}.pt")
     sal = cache.read(path)
     if sal is None:
@@ -45,13 +46,14 @@ __all__ = [
 ]
 
 _FORMAT = "kit-cache-1"
+_REPO = Path(__file__).resolve().parent.parent
 
 
 def cache_root() -> Path:
-    """The cache folder: ``KIT_CACHE`` if set (read now), else ``data/cache`` in the repository."""
-    from kit.paths import DATA_DIR
-
-    return Path(os.environ.get("KIT_CACHE", DATA_DIR / "cache"))
+    """The cache folder: ``KIT_CACHE`` if set (read now), else ``data/cache`` in the repository
+    (the same default as :data:`kit.paths.CACHE_DIR`; not imported from there, since
+    :mod:`kit.paths` writes through this module)."""
+    return Path(os.environ.get("KIT_CACHE", _REPO / "data" / "cache"))
 
 
 def path(namespace: str, name: str) -> Path:
@@ -103,8 +105,8 @@ def digest(*parts, length: int = 32) -> str:
 def model_digest(model: torch.nn.Module) -> str:
     """Digest of a model's class name and state (every parameter and buffer)."""
     state = model.state_dict()
-    return digest(type(model).__name__, *(k.encode() + tensor_bytes(state[k]) for k in sorted(state)),
-                  length=64)
+    return digest(type(model).__name__,
+                  *(k.encode() + tensor_bytes(state[k]) for k in sorted(state)), length=64)
 
 
 def file_digest(file: str | os.PathLike) -> str:

@@ -97,7 +97,8 @@ def masks(x: torch.Tensor, *, n_samples: int = 2048, n_segments: int = 50,
     segments = superpixels(x, n_segments, compactness, sigma)
     drawn = [shapley_coalitions(int(seg.max()) + 1, n_samples, seed) for seg in segments]
     width = max(z.shape[0] for z, _ in drawn)  # enumeration sizes differ with K: pad with ones
-    zs = [np.concatenate([z, np.ones((width - z.shape[0], z.shape[1]), np.int64)]) for z, _ in drawn]
+    zs = [np.concatenate([z, np.ones((width - z.shape[0], z.shape[1]), np.int64)])
+          for z, _ in drawn]
     return Coalitions(segments, zs), [w for _, w in drawn]
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kit.attributors.registry import get_attributor
+
 __all__ = ["METHODS", "Method", "PROFILES", "budget", "explain", "pairs", "GENERATIVE"]
 
 
@@ -195,8 +197,6 @@ def explain(name: str, model, x, target, **overrides):
     Raises:
         ValueError: unknown method name (the message lists the valid ones).
     """
-    from kit.attributors import get_attributor
-
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid names: {', '.join(METHODS)}")
     m = METHODS[name]
