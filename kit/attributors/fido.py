@@ -27,6 +27,9 @@ Each iteration ``e`` (0-based, ``E = iterations``):
 
 Both maps are per pixel, in [-0.5, 0.5], higher = more evidence for the target.
 
+The loop runs on the mask-optimisation engine shared with MP / MP2
+(:mod:`kit.attributors.mask_optimisation`: checks, remover, composite, TV, guard, Adam).
+
 Kit adaptations: the concrete noise ``u`` comes from a private generator seeded with ``seed``
 (FIDO seeds its globals with 1) and is shared by all images of a call (each image sees the
 sequence it would see alone, so batches equal single-image calls); ``remover="blur"`` uses

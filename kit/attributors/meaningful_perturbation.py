@@ -9,6 +9,9 @@ with ``S_t`` the target's ``score`` (default the softmax probability), ``up`` th
 the grid to the image and ``R`` the remover; ``m`` is clamped to [0,1] after every Adam step. The
 map returned is ``1 - m`` on the grid: the deleted region, higher = more evidence for the target.
 
+The validation, remover, init, jitter, regularisers, composite, guard and Adam loop are the
+shared mask-optimisation engine's (:mod:`kit.attributors.mask_optimisation`, also FIDO's).
+
 ==============  ==========================================  ===================================
 item            MP (GAM, §3.3.1)                            MP2 (project choice, §3.4)
 ==============  ==========================================  ===================================
