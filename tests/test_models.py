@@ -122,10 +122,8 @@ def test_registries_are_the_valid_names():
     assert names[:2] == list(CLASSIFIERS) == ["world", "places365_resnet50"]
     assert "resnet50" in names and "vit_b_16" in names
     assert all(callable(f) for f in [*CLASSIFIERS.values(), *INPAINTERS.values()])
-    # the transition aliases still point at the public functions
-    from kit import checks
-
-    assert models._check_images is checks.images and models._load_state is models.load_state
+    # the private transition aliases are gone: checks.images and models.load_state are the API
+    assert not hasattr(models, "_check_images") and not hasattr(models, "_load_state")
 
 
 def test_training_is_reproducible_and_loadable(tmp_path):

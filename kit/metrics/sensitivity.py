@@ -63,6 +63,7 @@ SCALING_BY_ATTRIBUTOR: dict[str, tuple[bool, float]] = {
     "meaningful_perturbation": (False, 1.0),
     "mp2": (False, 1.0),
     "lime": (True, 2.0),
+    "kernel_shap": (True, 2.0),      # signed Shapley values, like LIME's coefficients
     "fido": (True, 2.0),
     "input_x_gradient": (True, 2.0),
     "integrated_gradients": (True, 2.0),
@@ -73,6 +74,7 @@ SCALING_BY_ATTRIBUTOR: dict[str, tuple[bool, float]] = {
     "vargrad": (True, 1.0),
     "guided_backprop": (True, 1.0),
     "grad_cam": (True, 1.0),
+    "sobel": (True, 1.0),            # gradient magnitude >= 0
     "random": (True, 1.0),
 }
 """Attributor -> ``(rescale by max|H|, SSIM data_range)`` (methods.md §4.5 pre-normalisation)."""

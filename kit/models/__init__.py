@@ -79,11 +79,6 @@ INPAINTERS: dict[str, Callable[..., Inpainter]] = {
 }
 """Inpainter loaders by name, each ``loader(path=None, *, device="cpu", **options)``."""
 
-# transition alias, removed by the lead's import sweep: use kit.checks.images
-_check_images = checks.images
-# transition alias, removed by the lead's import sweep: use kit.models.load_state
-_load_state = load_state
-
 
 def available_classifiers() -> list[str]:
     """Names accepted by :func:`load_classifier`: :data:`CLASSIFIERS`, then torchvision's."""
