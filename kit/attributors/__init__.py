@@ -16,7 +16,35 @@ up with a clear error.
 from __future__ import annotations
 
 from kit.attributors.methods import METHODS, PROFILES, Method, budget, explain, pairs
-from kit.attributors.registry import ATTRIBUTORS, GEOMETRIES, MASK_SETS, get_attributor
+from kit.attributors.registry import (
+    ATTRIBUTORS,
+    GEOMETRIES,
+    MASK_SETS,
+    fido,
+    get_attributor,
+    grad_cam,
+    guided_backprop,
+    input_x_gradient,
+    integrated_gradients,
+    kernel_shap,
+    lime,
+    meaningful_perturbation,
+    mp2,
+    random_baseline,
+    rise,
+    saliency,
+    sliding_patch,
+    smoothgrad,
+    smoothgrad_sq,
+    sobel,
+    vargrad,
+)
 
-__all__ = ["ATTRIBUTORS", "GEOMETRIES", "MASK_SETS", "get_attributor", "METHODS", "PROFILES",
-           "Method", "budget", "explain", "pairs"]
+__all__ = [
+    "ATTRIBUTORS", "GEOMETRIES", "MASK_SETS", "get_attributor", "METHODS", "PROFILES", "Method",
+    "budget", "explain", "pairs",
+    # the attributors themselves (function name = registry key; random is random_baseline)
+    "saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "smoothgrad_sq",
+    "vargrad", "guided_backprop", "grad_cam", "sliding_patch", "lime", "kernel_shap", "rise",
+    "meaningful_perturbation", "mp2", "fido", "sobel", "random_baseline",
+]
