@@ -69,3 +69,10 @@ def test_no_private_names_across_modules():
     bad = [f"{src} imports {n} from {dst}" for src, dst, names in _imports(mods)
            for n in names if n.startswith("_") and dst != src]
     assert not bad, bad
+
+
+def test_attributor_package_exports_every_attributor():
+    import kit.attributors as a
+
+    assert {f.__name__ for f in a.ATTRIBUTORS.values()} <= set(a.__all__)
+    assert all(hasattr(a, n) for n in a.__all__)
