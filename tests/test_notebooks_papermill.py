@@ -36,11 +36,11 @@ CASES: dict[str, list[dict]] = {
              removers=REMOVER_NAMES, methods=MASK_METHODS),
     ],
     "02_localization": [
-        dict(n_images=2, n_val=2, sp_stride=16, lime_samples=20, mp_iterations=2,
+        dict(n_images=2, n_val=2, sp_stride=8, lime_samples=20, mp_iterations=2,
              methods=_all_methods()),
     ],
     "03_deletion": [
-        dict(n_images=2, steps=4, sp_stride=16, lime_samples=20, mp_iterations=2,
+        dict(n_images=2, steps=4, sp_stride=8, lime_samples=20, mp_iterations=2,
              removers=REMOVER_NAMES, insertion_removers=["insertion_blur", "gray"],
              methods=["SP", "random"]),
     ],

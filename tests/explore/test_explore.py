@@ -118,7 +118,7 @@ _CHEAPEST = {"window": 32, "stride": 16, "n_samples": 10, "n_masks": 50, "iterat
 
 # One method per code path: each perturbation attributor, a gradient method (the gradient family
 # shares it), Grad-CAM (a coarse grid) and the random baseline (no remover keyword).
-PATHS = ["SP", "LIME", "RISE", "MP", "MP2", "FIDO-CA-SDR", "Saliency", "GradCAM", "random"]
+PATHS = ["SP", "LIME", "KernelSHAP", "RISE", "MP", "MP2", "FIDO-CA-SDR", "Saliency", "GradCAM", "random"]
 
 
 def test_paths_cover_every_attributor_kind():
