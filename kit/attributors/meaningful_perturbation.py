@@ -151,6 +151,12 @@ def _optimise(model, x, target, *, remover, grid, mode, iterations, lr, l1_coef,
     return MPResult(1 - mask, mask, losses)
 
 
+def geometry(size: tuple[int, int], **_params) -> dict:
+    """How an MP map reaches pixels: the method's own rule, nearest (it composites its mask grid
+    upsampled with ``mode="nearest"``; MP2 upsamples bilinearly, the default)."""
+    return {"mode": "nearest"}
+
+
 def mp_explain(model, x: torch.Tensor, target, *, remover="blur", grid: int | None = None,
                iterations: int = 300, lr: float = 0.1, l1_coef: float = 1e-4,
                tv_coef: float = 1e-2, tv_beta: float = 3.0, jitter: int | None = None,

@@ -19,6 +19,7 @@ from kit.attributors.gradients import (
 )
 from kit.attributors.kernel_shap import kernel_shap
 from kit.attributors.lime import lime
+from kit.attributors.meaningful_perturbation import geometry as _mp_geometry
 from kit.attributors.meaningful_perturbation import meaningful_perturbation, mp2
 from kit.attributors.random_map import random_baseline
 from kit.attributors.rise import rise
@@ -50,9 +51,12 @@ ATTRIBUTORS: dict = {
 
 GEOMETRIES: dict = {
     "sliding_patch": _sp_geometry,
+    "meaningful_perturbation": _mp_geometry,
 }
-"""Attributor -> ``geometry(size, **params) -> upsample spec`` for maps that are not a field over
-the image (:mod:`kit.maps`); attributors absent here are resized bilinearly."""
+"""Attributor -> ``geometry(size, **params) -> upsample spec``: how the attributor's own maps reach
+pixels, when that is not bilinear resizing (:mod:`kit.maps`): SP's patch grid by coverage, MP's
+mask grid by nearest (the upsampling MP composites with). Others are resized bilinearly, as MP2,
+FIDO and Grad-CAM upsample their own grids."""
 
 
 # the attributor modules' own mask generators

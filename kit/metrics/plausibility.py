@@ -361,8 +361,9 @@ def method_masks(method: str, x: torch.Tensor, *, overrides=None, n_masks: int =
       plus ``overrides[method]``, e.g. a profile's stride, SP-G's ``local=True`` crops, LIME's
       and RISE's sample counts) and ``seed``, then :func:`sample` of ``n_masks`` per image. With
       ``local=True`` the counterfactuals are SP-G's local-crop composites.
-    * MP and MP2: the final mask ``m = 1 - sal`` upsampled bilinearly to the image (one per
-      image), which needs the method's map ``sal``; X and X-G therefore each end at their own
+    * MP and MP2: the final mask ``m = 1 - sal`` upsampled to the image by the method's own rule
+      (MP nearest, MP2 bilinear: :func:`kit.maps.method_geometry`; one per image), which needs the
+      method's map ``sal``; X and X-G therefore each end at their own
       mask.
 
     Args:
@@ -379,7 +380,7 @@ def method_masks(method: str, x: torch.Tensor, *, overrides=None, n_masks: int =
         local crops, ``composites``: what :func:`counterfactual_table` takes.
     """
     from kit.attributors import MASK_SETS, METHODS
-    from kit.masks import upsample
+    from kit.maps import method_geometry, to_pixels
 
     if method not in METHODS:
         raise ValueError(f"method: unknown {method!r}; valid names: {', '.join(METHODS)}")
@@ -397,7 +398,10 @@ def method_masks(method: str, x: torch.Tensor, *, overrides=None, n_masks: int =
     if sal is None or sal.shape[0] != n or sal.ndim != 4:
         raise ValueError(f"sal: {method} needs its (N,1,h,w) maps with N={n}, got "
                          f"{None if sal is None else tuple(sal.shape)}")
-    keep = (1 - upsample(sal.float(), (H, W))).clamp(0, 1)
+    # the mask the method composited: its grid upsampled by the method's own rule (MP nearest,
+    # MP2 bilinear), kit.maps' geometry of the method
+    g = method_geometry(method, (H, W), (overrides or {}).get(method))
+    keep = (1 - to_pixels(sal.float(), (H, W), g)).clamp(0, 1)
     return KeepMasks(keep.unsqueeze(1))
 
 

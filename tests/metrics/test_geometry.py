@@ -56,3 +56,13 @@ def test_curve_table_uses_coverage_for_patch_grids(toy_classifier):
                          window=4, stride=2)
     assert torch.allclose(torch.tensor(per_image.value.to_numpy()).float(), cov.auc, atol=1e-6)
     assert len(forced) == len(per_image)
+
+
+def test_mp_maps_reach_pixels_by_the_methods_own_rule():
+    """MP composites its grid upsampled nearest, MP2 bilinearly: their maps carry that rule."""
+    from kit.maps import method_geometry
+
+    assert method_geometry("MP", 64) == {"mode": "nearest"}
+    assert method_geometry("MP-G", 64) == {"mode": "nearest"}
+    assert method_geometry("MP2", 64) == {"mode": "bilinear"}
+    assert method_geometry("FIDO-CA-SDR", 64) == {"mode": "bilinear"}
