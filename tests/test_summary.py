@@ -23,12 +23,9 @@ def test_summary_page(tmp_path, monkeypatch):
     monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
     df = _long({"SP": [0.1, 0.2, 0.3, 0.4], "SP-G": [0.5, 0.6, 0.7, 0.9]}, metric="mass")
     hib = {"mass": True}
-    written = report.save_results("02_localization", df, report.summarize(df, hib),
-                                  report.compare_pairs(df, hib))
-    assert {p.name for p in written} == {"02_localization.csv", "02_localization_per_image.csv",
-                                         "02_localization_pairs.csv"}
-    back = report.load_results("02_localization")
-    pd.testing.assert_frame_equal(back["per_image"], df.reset_index(drop=True))
+    # the tables the page is built from (their round trip is tested in tests/test_report.py)
+    report.save_results("02_localization", df, report.summarize(df, hib),
+                        report.compare_pairs(df, hib))
     fig = tmp_path / "figures" / "02_localization"
     fig.mkdir(parents=True)
     (fig / "bars.png").write_bytes(b"\x89PNG")
