@@ -45,12 +45,6 @@ def cache_dir() -> Path:
     return cache.cache_root() / "maps"
 
 
-def _inpainter_digest() -> str:
-    from kit.paths import DATA_DIR
-
-    return cache.file_digest(DATA_DIR / "world_inpainter.pt")
-
-
 def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
               target: torch.Tensor, seed: int) -> str | None:
     """The chunk's cache key, or None when the configuration cannot be keyed (e.g. a remover
@@ -60,8 +54,10 @@ def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
         return None
     parts = [name, repr(sorted(config.items())), model_digest, x, target, str(int(seed)),
              cache.code_digest(*SOURCES)]
-    if config.get("remover") == "inpaint":
-        parts.append(_inpainter_digest())
+    from kit.removers import remover_files
+
+    # shipped checkpoints the remover's fills depend on (a retrained inpainter changes the maps)
+    parts += [cache.file_digest(f) for f in remover_files(config.get("remover"))]
     return cache.digest(*parts)
 
 

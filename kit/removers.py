@@ -41,6 +41,7 @@ import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -106,6 +107,9 @@ class Remover:
 
     name: ClassVar[str] = ""
     differentiable: ClassVar[bool] = True
+    # True for fills built from the batch's true backgrounds (the oracle): callers that resolve
+    # removers by name (kit.mapcache) must then pass ``backgrounds=`` to :func:`get_remover`.
+    needs_backgrounds: ClassVar[bool] = False
 
     def fill(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """The filler ``F(x, keep)``: ``(M,3,H,W)`` or broadcastable to it."""
@@ -382,6 +386,7 @@ class TrueBackground(Precomputed):
     """
 
     name: ClassVar[str] = "oracle"
+    needs_backgrounds: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -481,6 +486,26 @@ REMOVERS: dict[str, type[Remover]] = {
     "cached": Cached,
 }
 """Name -> remover class; ``get_remover`` builds one."""
+
+REMOVER_FILES: dict[str, tuple[str, ...]] = {
+    "inpaint": ("world_inpainter.pt",),
+}
+"""Remover name -> the shipped files under ``data/`` whose bytes determine its default fills
+(cache keys hash them, so retraining an inpainter invalidates the maps made with it)."""
+
+
+def remover_files(name: str) -> tuple[Path, ...]:
+    """The shipped files (paths under ``data/``) that the named remover's default fills depend on.
+
+    Args:
+        name: a :data:`REMOVERS` key (or None for methods that remove nothing).
+
+    Returns:
+        A tuple of paths; empty for removers that depend on no shipped file.
+    """
+    from kit.paths import DATA_DIR
+
+    return tuple(DATA_DIR / f for f in REMOVER_FILES.get(name, ()))
 
 
 def get_remover(spec: str | Remover, *, model: Classifier | None = None, size=None,
