@@ -2,33 +2,44 @@
 
 Bansal, Agarwal & Nguyen, "SAM: The Sensitivity of Attribution Methods to Hyperparameters"
 (CVPR 2020) compare the maps one method gives for the same image when one hyperparameter changes,
-with three similarities (all higher = more similar = more robust, :data:`HIGHER_IS_BETTER`):
+with three similarities (all higher = more similar = more robust, :data:`HIGHER_IS_BETTER`;
+:data:`METRICS` lists the headline, Spearman, first):
 
+* :func:`spearman` — Spearman rank correlation (``scipy.stats.spearmanr``) of the flattened maps:
+  **the headline** (:data:`HEADLINE`), because it ignores the maps' amplitude and SSIM's
+  stabilising constants, and its floor (maps of different images) sits near 0;
 * :func:`ssim` — ``skimage.metrics.structural_similarity(win_size=5, gaussian_weights=False,
   use_sample_covariance=True)`` with ``data_range`` 2 for signed maps and 1 for non-negative ones;
 * :func:`hog_pearson` — Pearson correlation (``scipy.stats.pearsonr``) of the maps' HOG features
   (``skimage.feature.hog``: 9 orientations, 3×3-cell blocks, L2-Hys, no sqrt; cell side
-  ``kit.defaults`` ``hog_cell``: 16 at 224, 8 at 64);
-* :func:`spearman` — Spearman rank correlation (``scipy.stats.spearmanr``) of the flattened maps.
+  ``kit.defaults`` ``hog_cell``: 16 at 224, 8 at 64).
 
 **Before comparing**, maps go from their native grid to the image size by their geometry
-(:func:`kit.maps.to_pixels`: ``coverage`` for sliding-patch grids, ``bilinear`` otherwise) and are
-pre-normalised as SAM does (:func:`prenormalise`): divided by their max ``|H|`` except the SP and MP
-families, which are compared as they are (:func:`scaling`). The similarity functions themselves
-take two batches of equal shape ``(N,1,H,W)``.
+(:func:`kit.maps.to_pixels`: ``coverage`` for sliding-patch grids, ``bilinear`` otherwise) and
+**every** map is divided by its own max ``|H|`` (:func:`prenormalise`, :func:`scaling`).
+Deviation from SAM, which leaves SP (probability drops) and MP (``1 - mask``) unscaled: SSIM's
+constants ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` dominate when a map's values are small, so
+unscaled SSIM tracks the maps' amplitude, not their pattern (the 2026-12 audit, §6.1: maps of
+*different* images scored 0.73 for SP and 0.92 for SP-G, whose drops are smaller). After the
+rescaling a map and ``10×`` that map score the same. The similarity functions themselves take two
+batches of equal shape ``(N,1,H,W)``.
+
+**What "similar" means by chance** is measured by the study's floor (:mod:`kit.studies.sam`:
+the same pipeline on maps of *different* images of the same method), not by a fixed number.
 
 **Undefined values.** Spearman and HOG-Pearson correlations are undefined (NaN) when one map is
-constant (no ranks, or an all-zero HOG vector); SSIM is always defined (two identical constant
-maps give 1). NaN images are dropped at dataset level (:func:`kit.report.summarize`, as SAM does).
+constant (no ranks, or an all-zero HOG vector), e.g. an all-zero MP map; SSIM is always defined
+(two identical constant maps give 1). NaN images are counted, never dropped silently: every
+aggregate reports ``n`` and ``n_nan`` (:mod:`kit.metrics.stats`).
 
 The sweeps that produce the maps compared here (SAM's study) live in :mod:`kit.studies.sam`.
 
 Usage::
 
     from kit.metrics import sensitivity as sens
-    rescale, data_range = sens.scaling("SP-G")
+    rescale, data_range = sens.scaling("SP-G")             # (True, 2.0)
     a, b = (sens.prenormalise(to_pixels(s, 64, geom), rescale=rescale) for s in (s1, s2))
-    sens.similarity(a, b, data_range=data_range)      # {"ssim": (N,), "hog_pearson": ..., ...}
+    sens.similarity(a, b, data_range=data_range)      # {"spearman": (N,), "ssim": ..., ...}
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import torch
 from kit import checks
 
 __all__ = [
+    "HEADLINE",
     "HIGHER_IS_BETTER",
     "METRICS",
     "SCALING_BY_ATTRIBUTOR",
@@ -50,18 +62,23 @@ __all__ = [
     "ssim",
 ]
 
-HIGHER_IS_BETTER = {"ssim": True, "hog_pearson": True, "spearman": True}
-"""All three similarities: higher = the map changed less = more robust."""
+HIGHER_IS_BETTER = {"spearman": True, "ssim": True, "hog_pearson": True}
+"""All three similarities: higher = the map changed less = more robust (headline first)."""
 
 METRICS = tuple(HIGHER_IS_BETTER)
+"""The similarities in reporting order: :data:`HEADLINE` first."""
+
+HEADLINE = "spearman"
+"""The robustness number reported first: rank agreement is amplitude-free and its floor is ~0."""
 
 SCALING_BY_ATTRIBUTOR: dict[str, tuple[bool, float]] = {
-    # attributor -> (divide by max|H|, data_range of SSIM). SAM rescales signed maps to [-1, 1]
-    # and leaves SP (probability drops, already in [-1, 1]) and MP (1 - mask, in [0, 1]) as they
-    # are; the SSIM data range is the width of the value range after that step.
-    "sliding_patch": (False, 2.0),
-    "meaningful_perturbation": (False, 1.0),
-    "mp2": (False, 1.0),
+    # attributor -> (divide by max|H|, data_range of SSIM). Every map is rescaled by its own
+    # max|H| (SAM leaves SP and MP unscaled, which makes SSIM track amplitude: module docstring);
+    # the SSIM data range is the width of the value range after that step: 2 for signed maps
+    # ([-1, 1]), 1 for non-negative ones ([0, 1]).
+    "sliding_patch": (True, 2.0),            # probability drops, signed
+    "meaningful_perturbation": (True, 1.0),  # 1 - mask >= 0
+    "mp2": (True, 1.0),
     "lime": (True, 2.0),
     "kernel_shap": (True, 2.0),      # signed Shapley values, like LIME's coefficients
     "fido": (True, 2.0),
@@ -230,6 +247,6 @@ def similarity(a: torch.Tensor, b: torch.Tensor, *, data_range: float,
                cell: int | None = None) -> dict[str, np.ndarray]:
     """All three similarities of two ``(N,1,H,W)`` batches, ``{metric: (N,)}`` in :data:`METRICS`
     order (arguments as :func:`ssim` and :func:`hog_pearson`)."""
-    return {"ssim": ssim(a, b, data_range=data_range),
-            "hog_pearson": hog_pearson(a, b, cell=cell),
-            "spearman": spearman(a, b)}
+    return {"spearman": spearman(a, b),
+            "ssim": ssim(a, b, data_range=data_range),
+            "hog_pearson": hog_pearson(a, b, cell=cell)}

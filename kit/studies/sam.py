@@ -10,30 +10,42 @@ compare the new map with the default one, using the similarities of
   pixels, as :func:`kit.mapcache.compute_maps` returns it).
 * **Comparison** (:func:`variant_table`, :func:`compare`): every variant's map is compared with
   the default map (SAM's ``*_Comp_With_Default_Settings`` scripts; ``against="all"`` compares all
-  pairs, SAM's ``Basic`` scripts), after :func:`kit.maps.to_pixels` and the method's
-  pre-normalisation (:func:`kit.metrics.sensitivity.scaling`). An image's value is the mean over
-  its variants (:func:`per_image`); :func:`pool_params` pools a method's hyperparameters.
-* **Random floor** (:func:`random_variants`): every map replaced by i.i.d. U[0,1) values at the
-  same native grid and processed identically: what the similarities give for unrelated maps.
-  :func:`above_floor` says which methods beat theirs.
+  pairs, SAM's ``Basic`` scripts), after :func:`kit.maps.to_pixels` and the pre-normalisation
+  (:func:`kit.metrics.sensitivity.scaling`: every map divided by its max ``|H|``). An image's
+  value is the mean over its variants (:func:`per_image`); :func:`pool_params` pools a method's
+  hyperparameters. Spearman is the headline (:data:`kit.metrics.sensitivity.HEADLINE`).
+* **Floor: maps of other images** (``floor=True``, labelled :func:`floor_label`): the same pairs,
+  but the second map of each pair is the one of *another* image (image ``n`` against image
+  ``n - 1``, cyclically) of the same method and configuration. It has the maps' own amplitude,
+  grid and smoothness, so it says what "similar" means by chance for this method (a fixed
+  U[0,1) floor does not: unscaled SSIM of SP-G maps of different images was 0.92 in the 2026-12
+  audit). :func:`beside_floor` puts each metric beside its floor with both CIs;
+  :func:`above_floor` says which methods beat theirs with disjoint CIs.
+* **Undefined values** (a constant map has no Spearman/HOG correlation) make the image NaN; they
+  are counted (``n_nan``, :mod:`kit.metrics.stats`), never dropped silently.
+* **Runs** go through :func:`kit.distributed.map_tasks` when a ``client`` is given (the sweep's
+  configurations are independent computations).
 
 Usage::
 
     from kit.studies import sam
     per_image = sam.run_sweep("SP-G", clf, batch.images, batch.labels, floor=True)
     summary = kit.report.summarize(per_image, sens.HIGHER_IS_BETTER, by=("method", "param"))
+    summary = kit.metrics.stats.with_nan_counts(summary, per_image, by=("method", "param"))
+    sam.beside_floor(summary[summary["param"] == "all"])   # metric, its floor, both CIs
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
 from kit import checks
+from kit.distributed import map_tasks
 from kit.maps import geometry_of, to_pixels
 from kit.metrics.sensitivity import METRICS, prenormalise, scaling, similarity
 
@@ -43,11 +55,11 @@ __all__ = [
     "Variant",
     "above_floor",
     "applicable",
+    "beside_floor",
     "compare",
     "floor_label",
     "per_image",
     "pool_params",
-    "random_variants",
     "run_sweep",
     "sam_aggregate",
     "sweep_maps",
@@ -103,8 +115,8 @@ These are the hyperparameters a method can be swept over (:func:`sweep_maps`).""
 
 
 def floor_label(method: str) -> str:
-    """The ``method`` label of ``method``'s random floor in the study's tables."""
-    return f"random ({method})"
+    """The ``method`` label of ``method``'s floor (maps of other images) in the study's tables."""
+    return f"other images ({method})"
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -136,6 +148,30 @@ class Variant:
     def pixels(self, size, *, rescale: bool) -> torch.Tensor:
         """The maps at image ``size`` by their geometry, pre-normalised: ``(N,1,H,W)``."""
         return prenormalise(to_pixels(self.sal, size, self.upsample), rescale=rescale)
+
+
+@dataclass(frozen=True)
+class _VariantTask:
+    """One configuration of a sweep (a :func:`kit.distributed.map_tasks` task)."""
+
+    name: str
+    param: str | None
+    value: object
+    config: dict
+    seed: int
+    batch_size: int | None
+    cache: bool
+
+
+def _variant(task: _VariantTask, *, model, x: torch.Tensor, target) -> Variant:
+    """The maps of one sweep configuration (module level: Dask workers import it by name)."""
+    from kit.mapcache import compute_maps
+
+    maps = compute_maps([task.name], model, x, target, overrides={task.name: task.config},
+                        seed=task.seed, batch_size=task.batch_size, cache=task.cache)
+    # each window's grid has its own coverage geometry, which the maps carry
+    return Variant(task.param, task.value, maps[task.name].cpu(), geometry_of(maps, task.name),
+                   {**task.config, "seed": task.seed})
 
 
 def _effective(name: str, param: str, base: Mapping, seed: int, side: int):
@@ -217,6 +253,7 @@ def sweep_maps(
     batch_size: int | None = None,
     cache: bool = True,
     progress: bool = False,
+    client=None,
 ) -> list[Variant]:
     """The maps of method ``name`` at its default configuration and at every sweep value.
 
@@ -234,7 +271,13 @@ def sweep_maps(
         base: overrides of the default configuration (e.g. a :data:`kit.attributors.PROFILES`
             entry); swept values replace one entry at a time.
         seed: the default configuration's seed.
-        batch_size, cache, progress: as :func:`kit.mapcache.compute_maps`.
+        batch_size, cache: as :func:`kit.mapcache.compute_maps`.
+        progress: a bar over the configurations.
+        client: None = the configurations one after the other in this process; a
+            ``distributed.Client`` (:func:`kit.distributed.get_client`) = one task per
+            configuration (:func:`kit.distributed.map_tasks`; the model and images are sent to
+            each worker once). The maps are the same either way (each configuration carries
+            its seed) and land in the same disk cache.
 
     Returns:
         ``[default, variant, ...]``: the default :class:`Variant` (``param`` None) first, then one
@@ -243,7 +286,6 @@ def sweep_maps(
     Raises:
         ValueError: unknown method or hyperparameter, empty sweep, bad seed.
     """
-    from kit.mapcache import compute_maps
 
     values = _check_sweep(name, sweep)
     checks.images("x", x)
@@ -255,38 +297,21 @@ def sweep_maps(
     seed = checks.seed("seed", seed)
     side = int(min(x.shape[-2:]))
 
-    def variant(param, value, config: dict, s: int) -> Variant:
-        maps = compute_maps([name], model, x, target, overrides={name: config}, seed=s,
-                            batch_size=batch_size, cache=cache, progress=progress)
-        # each window's grid has its own coverage geometry, which the maps carry
-        return Variant(param, value, maps[name], geometry_of(maps, name), {**config, "seed": s})
-
-    out = [variant(None, None, base, seed)]
+    tasks = [_VariantTask(name, None, None, base, seed, batch_size, cache)]
     for param, vals in values.items():
         default = _effective(name, param, base, seed, side)
         for v in vals:
             if v == default:
                 continue
             if param == "seed":
-                out.append(variant(param, v, base, checks.seed("sweep['seed']", v)))
+                tasks.append(_VariantTask(name, param, v, base, checks.seed("sweep['seed']", v),
+                                          batch_size, cache))
             else:
-                out.append(variant(param, v, {**base, param: v}, seed))
-    return out
-
-
-def random_variants(variants: Sequence[Variant], *, seed: int = 0) -> list[Variant]:
-    """The random floor of a sweep: every map replaced by i.i.d. U[0,1) values.
-
-    Same native grids and geometry as ``variants`` (so processed identically by
-    :func:`variant_table`); variant ``k`` draws from ``torch.Generator().manual_seed(seed + k)``,
-    so two variants are independent and the result is deterministic under ``seed``.
-    """
-    seed = checks.seed("seed", seed)
-    out = []
-    for k, v in enumerate(variants):
-        g = torch.Generator().manual_seed(seed + k)
-        out.append(replace(v, sal=torch.rand(v.sal.shape, generator=g)))
-    return out
+                tasks.append(_VariantTask(name, param, v, {**base, param: v}, seed, batch_size,
+                                          cache))
+    return map_tasks(_variant, tasks, client=client, shared={"model": model, "x": x,
+                                                              "target": target},
+                     progress=progress, desc=f"sam-{name}")
 
 
 # --------------------------------------------------------------------------- tables
@@ -302,11 +327,12 @@ def variant_table(
     against: str = "default",
     cell: int | None = None,
     images: Sequence[int] | None = None,
+    other_images: bool = False,
 ) -> pd.DataFrame:
     """Similarities of a sweep's maps, one row per (image, compared pair, metric).
 
     Args:
-        variants: :func:`sweep_maps` (or :func:`random_variants`) output, default first.
+        variants: :func:`sweep_maps` output, default first.
         method: the label written in the ``method`` column.
         size: the image size the maps are brought to (``H`` or ``(H, W)``).
         rescale, data_range: the method's pre-normalisation
@@ -316,6 +342,8 @@ def variant_table(
             variants of the same hyperparameter (SAM's ``Basic`` scripts).
         cell: HOG cell (None = ``kit.defaults``).
         images: image indices for the ``image`` column (default ``0..N-1``).
+        other_images: the floor: compare image ``n``'s first map of each pair with image
+            ``n - 1``'s second map (cyclically), i.e. maps of different images; needs N >= 2.
 
     Returns:
         Long DataFrame: ``image, method, param, variant, metric, value``; ``variant`` names the
@@ -330,7 +358,12 @@ def variant_table(
     idx = np.arange(n) if images is None else np.asarray(images)
     if idx.shape != (n,):
         raise ValueError(f"images: expected {n} indices, got shape {idx.shape}")
+    checks.boolean("other_images", other_images)
+    if other_images and n < 2:
+        raise ValueError(f"variants: the other-images floor needs at least 2 images, got {n}")
     pix = [v.pixels(size, rescale=rescale) for v in variants]
+    # image n against image n-1: every image appears once on each side of the floor's pairs
+    shift = 1 if other_images else 0
     pairs: list[tuple[int, int, str]] = []
     params = list(dict.fromkeys(v.param for v in variants[1:]))
     for p in params:
@@ -343,7 +376,8 @@ def variant_table(
     frames = []
     for i, j, label in pairs:
         param = variants[j].param
-        for metric, vals in similarity(pix[i], pix[j], data_range=data_range, cell=cell).items():
+        second = pix[j].roll(shift, 0)
+        for metric, vals in similarity(pix[i], second, data_range=data_range, cell=cell).items():
             frames.append(pd.DataFrame({"image": idx, "method": method, "param": param,
                                         "variant": label, "metric": metric, "value": vals}))
     return pd.concat(frames, ignore_index=True)
@@ -355,7 +389,6 @@ def compare(
     *,
     against: str = "default",
     floor: bool = False,
-    seed: int = 0,
     cell: int | None = None,
 ) -> pd.DataFrame:
     """:func:`variant_table` of several methods, each with its own
@@ -365,22 +398,22 @@ def compare(
         variants: method name -> :func:`sweep_maps` output.
         size: image size the maps are brought to.
         against: as :func:`variant_table`.
-        floor: append each method's random floor (:func:`random_variants` with ``seed``),
-            labelled :func:`floor_label` (``"random (<method>)"``).
-        seed: seed of the random floor.
+        floor: append each method's floor, the same pairs on maps of other images
+            (``variant_table(other_images=True)``), labelled :func:`floor_label`
+            (``"other images (<method>)"``).
         cell: HOG cell (None = ``kit.defaults``).
 
     Returns:
         The concatenated per-pair long table (methods first, then their floors).
     """
+    checks.boolean("floor", floor)
     tables, floors = [], []
     for name, vs in variants.items():
         rescale, data_range = scaling(name)
         kw = {"rescale": rescale, "data_range": data_range, "against": against, "cell": cell}
         tables.append(variant_table(vs, name, size, **kw))
         if floor:
-            floors.append(variant_table(random_variants(vs, seed=seed), floor_label(name),
-                                        size, **kw))
+            floors.append(variant_table(vs, floor_label(name), size, other_images=True, **kw))
     if not tables:
         raise ValueError("variants: expected at least one method")
     return pd.concat(tables + floors, ignore_index=True)
@@ -425,60 +458,97 @@ def pool_params(per_image_table: pd.DataFrame, label: str = "all") -> pd.DataFra
 def sam_aggregate(table: pd.DataFrame) -> pd.DataFrame:
     """SAM's dataset aggregation of a :func:`variant_table`: mean over images of the per-image
     means, and ``std = sqrt(mean over images of the per-image variance)`` over the compared
-    pairs; images with a NaN are dropped.
+    pairs; images with a NaN pair are left out of both and counted in ``n_nan``.
 
     Returns:
-        ``method, param, metric, mean, std, n`` (n = images kept).
+        ``method, param, metric, mean, std, n, n_nan`` (n = images kept).
     """
     rows = []
     for (method, param, metric), g in table.groupby(["method", "param", "metric"], sort=False):
         w = g.pivot_table(index="image", columns="variant", values="value", aggfunc="first",
                           dropna=False)
-        w = w[~w.isna().any(axis=1)]
-        v = w.to_numpy(np.float64)
+        nan = w.isna().any(axis=1)
+        v = w[~nan].to_numpy(np.float64)
         rows.append({"method": method, "param": param, "metric": metric,
                      "mean": float(v.mean(1).mean()) if len(v) else float("nan"),
                      "std": float(np.sqrt(v.var(1).mean())) if len(v) else float("nan"),
-                     "n": len(v)})
-    return pd.DataFrame(rows, columns=["method", "param", "metric", "mean", "std", "n"])
+                     "n": len(v), "n_nan": int(nan.sum())})
+    return pd.DataFrame(rows, columns=["method", "param", "metric", "mean", "std", "n", "n_nan"])
 
 
-def above_floor(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
-    """Whether each method's similarity is above its random floor with disjoint 95% CIs.
-
-    Args:
-        summary: :func:`kit.report.summarize` output with one row per (method, metric), e.g. the
-            pooled rows (``param == "all"``); needs ``method, metric, ci_low, ci_high``.
-        methods: rows in this order; None = every method of ``summary`` that has a floor row.
-
-    Returns:
-        Boolean DataFrame, index ``methods`` (named ``"above random floor"``), one column per
-        metric of :data:`kit.metrics.sensitivity.METRICS` present: ``ci_low`` of the method >
-        ``ci_high`` of :func:`floor_label` ``(method)``.
-
-    Raises:
-        ValueError: missing columns, several rows per (method, metric) (filter ``param`` first),
-            or a method without its floor rows.
-    """
-    _require(summary, "summary", ["method", "metric", "ci_low", "ci_high"])
+def _floor_rows(summary: pd.DataFrame, methods: Sequence[str] | None) -> tuple[pd.DataFrame,
+                                                                                list[str]]:
+    """``summary`` indexed by (method, metric), checked, and the methods that have a floor."""
+    _require(summary, "summary", ["method", "metric", "mean", "ci_low", "ci_high"])
     if summary.duplicated(["method", "metric"]).any():
         raise ValueError("summary: expected one row per (method, metric); select one param "
                          "first, e.g. summary[summary['param'] == 'all']")
-    s = summary.set_index(["method", "metric"])
     present = set(summary["method"])
     if methods is None:
         methods = [m for m in dict.fromkeys(summary["method"]) if floor_label(m) in present]
     methods = list(methods)
     missing = [m for m in methods if m not in present or floor_label(m) not in present]
     if missing:
-        raise ValueError(f"methods: no rows for {missing} or their random floor in summary; "
+        raise ValueError(f"methods: no rows for {missing} or their floor in summary; "
                          f"methods with a floor: "
                          f"{', '.join(m for m in present if floor_label(m) in present)}")
+    return summary.set_index(["method", "metric"]), methods
+
+
+def beside_floor(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Each method's similarity beside its floor (maps of other images), both with their CIs.
+
+    Args:
+        summary: :func:`kit.report.summarize` output (ideally through
+            :func:`kit.metrics.stats.with_nan_counts`) with one row per (method, metric), e.g.
+            the pooled rows (``param == "all"``), floors included (``floor=True``).
+        methods: rows in this order; None = every method of ``summary`` that has a floor row.
+
+    Returns:
+        DataFrame ``method, metric, mean, ci_low, ci_high, n[, n_nan], floor_mean,
+        floor_ci_low, floor_ci_high, above_floor``, metrics in :data:`METRICS` order (Spearman,
+        the headline, first); ``above_floor`` = the method's ``ci_low`` above the floor's
+        ``ci_high``.
+
+    Raises:
+        ValueError: missing columns, several rows per (method, metric), or a method without
+            its floor rows.
+    """
+    s, methods = _floor_rows(summary, methods)
+    counts = [c for c in ("n", "n_nan") if c in s.columns]
     metrics = [k for k in METRICS if k in set(summary["metric"])]
-    return pd.DataFrame(
-        {k: [bool(s.loc[(m, k), "ci_low"] > s.loc[(floor_label(m), k), "ci_high"])
-             for m in methods] for k in metrics},
-        index=pd.Index(methods, name="above random floor"))
+    rows = []
+    for m in methods:
+        for k in metrics:
+            r, f = s.loc[(m, k)], s.loc[(floor_label(m), k)]
+            rows.append({"method": m, "metric": k, "mean": r["mean"], "ci_low": r["ci_low"],
+                         "ci_high": r["ci_high"], **{c: int(r[c]) for c in counts},
+                         "floor_mean": f["mean"], "floor_ci_low": f["ci_low"],
+                         "floor_ci_high": f["ci_high"],
+                         "above_floor": bool(r["ci_low"] > f["ci_high"])})
+    return pd.DataFrame(rows, columns=["method", "metric", "mean", "ci_low", "ci_high", *counts,
+                                       "floor_mean", "floor_ci_low", "floor_ci_high",
+                                       "above_floor"])
+
+
+def above_floor(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Whether each method's similarity is above its floor (maps of other images) with
+    disjoint 95% CIs: :func:`beside_floor`'s ``above_floor`` as one row per method.
+
+    Args:
+        summary, methods: as :func:`beside_floor`.
+
+    Returns:
+        Boolean DataFrame, index ``methods`` (named ``"above floor"``), one column per metric of
+        :data:`kit.metrics.sensitivity.METRICS` present.
+    """
+    t = beside_floor(summary, methods)
+    order = list(dict.fromkeys(t["method"]))
+    out = t.pivot(index="method", columns="metric", values="above_floor")
+    metrics = [k for k in METRICS if k in out.columns]
+    out = out.loc[order, metrics].astype(bool)
+    out.index.name, out.columns.name = "above floor", None
+    return out
 
 
 def run_sweep(
@@ -495,6 +565,7 @@ def run_sweep(
     batch_size: int | None = None,
     cache: bool = True,
     progress: bool = False,
+    client=None,
 ) -> pd.DataFrame:
     """SAM sensitivity of one method over images: per-image long table.
 
@@ -502,16 +573,17 @@ def run_sweep(
     averages each image's pairs (:func:`per_image`).
 
     Args:
-        name, model, x, target, sweep, base, seed, batch_size, cache, progress: as
+        name, model, x, target, sweep, base, seed, batch_size, cache, progress, client: as
             :func:`sweep_maps`.
         against: as :func:`variant_table`.
-        floor: also append the random floor's rows, labelled ``"random (<name>)"``.
+        floor: also append the floor's rows (maps of other images), labelled
+            :func:`floor_label` (``"other images (<name>)"``).
 
     Returns:
-        DataFrame ``image, method, param, metric, value`` with metrics ``ssim``, ``hog_pearson``,
-        ``spearman`` (all higher is better).
+        DataFrame ``image, method, param, metric, value`` with metrics ``spearman``, ``ssim``,
+        ``hog_pearson`` (all higher is better); NaN where a map is constant.
     """
     variants = sweep_maps(name, model, x, target, sweep=sweep, base=base, seed=seed,
-                          batch_size=batch_size, cache=cache, progress=progress)
+                          batch_size=batch_size, cache=cache, progress=progress, client=client)
     return per_image(compare({name: variants}, tuple(x.shape[-2:]), against=against,
-                             floor=floor, seed=seed))
+                             floor=floor))

@@ -33,14 +33,15 @@ def generative(method: str) -> bool:
 
 def plot_bars(summary: pd.DataFrame, methods: Sequence[str], *,
               floor: Mapping[str, str] | None = None, titles: Mapping[str, str] | None = None):
-    """One panel per metric: a bar per method with its 95% CI, the random floor as a black tick.
+    """One panel per metric (Spearman, the headline, first): a bar per method with its 95% CI,
+    its floor (maps of other images, :mod:`kit.studies.sam`) as a black tick with its CI.
 
     Args:
         summary: :func:`kit.report.summarize` output (``method, metric, mean, ci_low, ci_high``;
             one row per method and metric, e.g. summarised with ``by=("method",)``).
         methods: bars in this order.
-        floor: method -> the label of its random floor in ``summary`` (e.g.
-            ``"random (SP)"``); None = :func:`kit.studies.sam.floor_label` where present.
+        floor: method -> the label of its floor in ``summary`` (e.g.
+            ``"other images (SP)"``); None = :func:`kit.studies.sam.floor_label` where present.
         titles: metric -> panel title.
 
     Returns:
@@ -62,10 +63,15 @@ def plot_bars(summary: pd.DataFrame, methods: Sequence[str], *,
         ax.bar(range(len(methods)), mean, yerr=np.nan_to_num(err), color=colors, capsize=3)
         drawn = False
         for i, m in enumerate(methods):
-            f = s["mean"].get(((floor or {}).get(m, floor_label(m)), metric), np.nan)
+            key = ((floor or {}).get(m, floor_label(m)), metric)
+            f = s["mean"].get(key, np.nan)
             if np.isfinite(f):
                 ax.hlines(f, i - 0.4, i + 0.4, colors="black", linewidth=2,
-                          label=None if drawn else "random floor")
+                          label=None if drawn else "floor: other images' maps")
+                f_lo, f_hi = s["ci_low"].get(key, np.nan), s["ci_high"].get(key, np.nan)
+                if np.isfinite(f_lo) and np.isfinite(f_hi):
+                    ax.fill_between([i - 0.4, i + 0.4], f_lo, f_hi, color="black", alpha=0.2,
+                                    linewidth=0)
                 drawn = True
         ax.axhline(0, color="gray", linewidth=0.5)
         ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)

@@ -1,6 +1,7 @@
 """SAM's similarity metric (methods.md §4.5): hand-computed similarities, scaling, bad inputs.
 
-The sweeps, tables and random floor of SAM's study are tested in tests/studies/test_sam.py.
+The sweeps, tables and the other-images floor of SAM's study are tested in
+tests/studies/test_sam.py.
 """
 
 import warnings
@@ -81,9 +82,9 @@ def test_hog_cell_defaults_to_kit_defaults():
 def test_similarity_gives_the_three_metrics_in_order():
     a, b = _smooth(size=24), _smooth(size=24).flip(-1)
     out = sens.similarity(a, b, data_range=1, cell=8)
-    assert tuple(out) == sens.METRICS
+    assert tuple(out) == sens.METRICS and sens.METRICS[0] == sens.HEADLINE == "spearman"
     assert np.array_equal(out["spearman"], sens.spearman(a, b))
-    assert sens.HIGHER_IS_BETTER == {"ssim": True, "hog_pearson": True, "spearman": True}
+    assert sens.HIGHER_IS_BETTER == {"spearman": True, "ssim": True, "hog_pearson": True}
 
 
 # --------------------------------------------------------------------------- pre-processing
@@ -98,13 +99,47 @@ def test_prenormalise_divides_by_max_abs_and_keeps_zero_maps():
     assert torch.equal(sens.prenormalise(a, rescale=False), a)
 
 
-def test_scaling_follows_sam_rules():
-    assert sens.scaling("SP") == (False, 2.0) and sens.scaling("SP-G") == (False, 2.0)
-    assert sens.scaling("MP-G") == (False, 1.0) and sens.scaling("MP2") == (False, 1.0)
+def test_scaling_rescales_every_method_with_sams_data_ranges():
+    # SP and MP are rescaled too (unlike SAM): unscaled SSIM tracks the maps' amplitude
+    assert sens.scaling("SP") == (True, 2.0) and sens.scaling("SP-G") == (True, 2.0)
+    assert sens.scaling("MP-G") == (True, 1.0) and sens.scaling("MP2") == (True, 1.0)
     assert sens.scaling("LIME") == (True, 2.0) and sens.scaling("FIDO-CA-SDR") == (True, 2.0)
     assert sens.scaling("SmoothGrad") == (True, 1.0) and sens.scaling("RISE") == (True, 1.0)
+    assert all(rescale for rescale, _ in sens.SCALING_BY_ATTRIBUTOR.values())
     with pytest.raises(ValueError, match="valid names"):
         sens.scaling("SP-X")
+
+
+@pytest.mark.parametrize("method", ["SP", "SP-G", "MP", "LIME"])
+def test_rescaled_copy_scores_as_the_original(method):
+    """Amplitude invariance (the bug this fixes): x10 or x0.01 copies score as the maps do."""
+    rescale, data_range = sens.scaling(method)
+    a, b = _maps(n=3, size=24, seed=2), _maps(n=3, size=24, seed=3)
+    if data_range == 2.0:                                # signed maps, as SP's drops
+        a, b = a - 0.5, b - 0.5
+
+    def sim(p, q):
+        p, q = (sens.prenormalise(h, rescale=rescale) for h in (p, q))
+        return sens.similarity(p, q, data_range=data_range, cell=8)
+
+    ref = sim(a, b)
+    for k in (10.0, 0.01):
+        got = sim(a * k, b)
+        for metric in sens.METRICS:
+            np.testing.assert_allclose(got[metric], ref[metric], rtol=1e-5, atol=1e-6)
+    same = sim(a, a * 10)
+    for metric in sens.METRICS:
+        np.testing.assert_allclose(same[metric], 1.0, atol=1e-6)
+
+
+def test_unscaled_ssim_of_unrelated_small_maps_is_high_which_rescaling_removes():
+    # the audit's artefact in miniature: two unrelated maps of small amplitude (SP-G's drops)
+    # look alike to unscaled SSIM, because its constants dominate small variances
+    a, b = (_maps(n=4, size=24, seed=8) - 0.5) * 0.02, (_maps(n=4, size=24, seed=9) - 0.5) * 0.02
+    raw = sens.ssim(a, b, data_range=2)
+    scaled = sens.ssim(sens.prenormalise(a, rescale=True), sens.prenormalise(b, rescale=True),
+                       data_range=2)
+    assert raw.mean() > 0.9 and scaled.mean() < 0.3
 
 
 # --------------------------------------------------------------------------- bad inputs

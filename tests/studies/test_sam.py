@@ -1,4 +1,5 @@
-"""SAM's study (methods.md §4.5): sweeps, variant tables, random floor, figures, bad inputs."""
+"""SAM's study (methods.md §4.5): sweeps, variant tables, the other-images floor, NaN counting,
+figures, bad inputs."""
 
 import inspect
 import math
@@ -29,28 +30,51 @@ def _variants():
             sam.Variant("spread", 0.2, d * 2, {"mode": "bilinear"})]
 
 
-# --------------------------------------------------------------------------- random floor
+# --------------------------------------------------------------------------- the floor
 
 
-def test_random_floor_is_near_zero_on_large_maps():
-    base = sam.Variant(None, None, torch.zeros(2, 1, 128, 128), {"mode": "bilinear"})
-    other = sam.Variant("seed", 1, torch.zeros(2, 1, 128, 128), {"mode": "bilinear"})
-    rand = sam.random_variants([base, other], seed=3)
-    a, b = rand[0].sal, rand[1].sal
-    assert a.min() >= 0 and a.max() < 1
-    assert np.abs(sens.spearman(a, b)).max() < 0.05    # 1/sqrt(16384) = 0.008
-    assert np.abs(sens.ssim(a, b, data_range=1)).max() < 0.05
+def _coarse(n, seed, grid=4):
+    """Smooth unrelated maps: i.i.d. ``grid x grid`` values (upsampled bilinearly later)."""
+    return torch.rand((n, 1, grid, grid), generator=torch.Generator().manual_seed(seed))
 
 
-def test_random_variants_are_deterministic_and_keep_grids():
-    vs = [sam.Variant(None, None, torch.zeros(2, 1, 8, 8)),
-          sam.Variant("window", 5, torch.zeros(2, 1, 15, 15), {"mode": "coverage"})]
-    r1, r2 = sam.random_variants(vs, seed=0), sam.random_variants(vs, seed=0)
-    r3 = sam.random_variants(vs, seed=1)
-    assert all(torch.equal(x.sal, y.sal) for x, y in zip(r1, r2, strict=True))
-    assert not torch.equal(r1[0].sal, r3[0].sal)
-    assert [tuple(v.sal.shape) for v in r1] == [(2, 1, 8, 8), (2, 1, 15, 15)]
-    assert r1[1].upsample == {"mode": "coverage"} and r1[1].label == "window=5"
+def test_floor_compares_each_image_with_another_images_map():
+    vs = _variants()
+    t = sam.variant_table(vs, "X", 16, rescale=True, data_range=2, cell=4, other_images=True)
+    pix = [v.pixels(16, rescale=True) for v in vs]
+    got = t[(t.variant == "spread=0.2") & (t.metric == "spearman")]["value"].to_numpy()
+    # image n's default map against image n-1's variant map (cyclically)
+    want = sens.spearman(pix[0], pix[3][[2, 0, 1]])
+    np.testing.assert_allclose(got, want)
+    assert not np.allclose(got, 1.0)                    # not the image's own (identical) map
+    with pytest.raises(ValueError, match="at least 2 images"):
+        sam.variant_table([sam.Variant(None, None, v.sal[:1]) for v in vs[:2]], "X", 16,
+                          rescale=True, data_range=2, cell=4, other_images=True)
+
+
+def test_unrelated_variants_score_at_the_floor_and_identical_ones_at_one():
+    from kit import report
+
+    n, geo = 60, {"mode": "bilinear"}
+    d = _coarse(n, 0)
+    unrelated = [sam.Variant(None, None, d, geo), sam.Variant("seed", 1, _coarse(n, 1), geo),
+                 sam.Variant("seed", 2, _coarse(n, 2), geo)]
+    same = [sam.Variant(None, None, d, geo), sam.Variant("seed", 1, d.clone(), geo),
+            sam.Variant("seed", 2, d * 10, geo)]       # a x10 copy: amplitude-free, scores 1
+    t = sam.compare({"RISE": unrelated, "MP": same}, 16, floor=True, cell=4)
+    assert list(dict.fromkeys(t["method"])) == ["RISE", "MP", "other images (RISE)",
+                                                "other images (MP)"]
+    s = report.summarize(sam.per_image(t), sens.HIGHER_IS_BETTER, seed=0)
+    side = sam.beside_floor(s)
+    assert list(side["metric"][:3]) == list(sens.METRICS)   # Spearman (the headline) first
+    r = side[side.method == "RISE"].set_index("metric")
+    # maps of different images ARE unrelated maps: the method sits at its floor
+    assert (r["mean"] - r["floor_mean"]).abs().max() < 0.1
+    assert not r["above_floor"].any()
+    m = side[side.method == "MP"].set_index("metric")
+    np.testing.assert_allclose(m["mean"], 1.0, atol=1e-5)  # float32 rounding of ties
+    assert m["above_floor"].all() and (m["floor_mean"] < 0.9).all()
+    assert sam.above_floor(s).loc["MP"].all()
 
 
 # --------------------------------------------------------------------------- geometry and sweeps
@@ -134,7 +158,7 @@ def test_run_sweep_is_deterministic_and_has_floor_rows(world2, tmp_path, monkeyp
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(b, c)
     assert list(a.columns) == ["image", "method", "param", "metric", "value"]
-    assert set(a["method"]) == {"SmoothGrad", "random (SmoothGrad)"}
+    assert set(a["method"]) == {"SmoothGrad", "other images (SmoothGrad)"}
     assert set(a["param"]) == {"seed", "spread"} and set(a["metric"]) == set(sens.METRICS)
     assert len(a) == 2 * 2 * 2 * 3                      # images x methods x params x metrics
     assert a["value"].between(-1, 1).all()
@@ -177,28 +201,35 @@ def test_all_pairs_mode_compares_every_pair_within_a_parameter():
     assert set(t["image"]) == {10, 11, 12}
 
 
-def test_nan_pair_makes_the_image_nan_and_summarize_drops_it():
+def test_nan_pair_makes_the_image_nan_and_it_is_counted():
     from kit import report
+    from kit.metrics.stats import with_nan_counts
 
     vs = _variants()
     const = vs[0].sal.clone()
-    const[0] = 0.5                                     # image 0's default map is constant
+    const[0] = 0.0                                     # image 0's default map is all zero
     vs[0] = sam.Variant(None, None, const, {"mode": "bilinear"})
     pi = sam.per_image(sam.variant_table(vs, "X", 16, rescale=True, data_range=2, cell=4))
     sp = pi[(pi.metric == "spearman") & (pi.param == "seed")].set_index("image")["value"]
     assert math.isnan(sp[0]) and np.isfinite(sp[1])
-    s = report.summarize(pi, sens.HIGHER_IS_BETTER, by=("method", "param"))
+    s = with_nan_counts(report.summarize(pi, sens.HIGHER_IS_BETTER, by=("method", "param")),
+                        pi, by=("method", "param"))
     row = s[(s.param == "seed") & (s.metric == "spearman")].iloc[0]
-    assert row["n"] == 2 and bool(row["higher_is_better"])
+    assert row["n"] == 2 and row["n_nan"] == 1 and bool(row["higher_is_better"])
+    assert s[s.metric == "ssim"]["n_nan"].eq(0).all()   # SSIM is defined on constant maps
+    agg = sam.sam_aggregate(sam.variant_table(vs, "X", 16, rescale=True, data_range=2, cell=4))
+    row = agg[(agg.param == "seed") & (agg.metric == "spearman")].iloc[0]
+    assert (row["n"], row["n_nan"]) == (2, 1)
 
 
 def test_compare_applies_each_methods_scaling_and_pool_params_averages():
     vs = _variants()
-    t = sam.compare({"SP": vs, "LIME": vs}, 16, floor=True, seed=0, cell=4)
-    assert list(dict.fromkeys(t["method"])) == ["SP", "LIME", "random (SP)", "random (LIME)"]
-    # SP maps are not rescaled, so the doubled map (spread=0.2) is no longer identical under SSIM
+    t = sam.compare({"SP": vs, "LIME": vs}, 16, floor=True, cell=4)
+    assert list(dict.fromkeys(t["method"])) == ["SP", "LIME", "other images (SP)",
+                                                "other images (LIME)"]
+    # every map is rescaled by its max|H|, SP's too: the doubled map (spread=0.2) is identical
     ss = t[(t.metric == "ssim") & (t.variant == "spread=0.2")].groupby("method")["value"].mean()
-    assert ss["LIME"] == pytest.approx(1.0) and ss["SP"] < 0.999
+    assert ss["LIME"] == pytest.approx(1.0) and ss["SP"] == pytest.approx(1.0)
     pi = sam.per_image(t)
     pooled = sam.pool_params(pi)
     assert set(pooled["param"]) == {"all"}
@@ -220,8 +251,8 @@ def test_applicable_picks_each_methods_hyperparameters():
 
 def _summary_with_floor():
     rows = []
-    for method, lo, hi in (("A", 0.6, 0.8), ("random (A)", 0.1, 0.2),
-                           ("B", 0.1, 0.3), ("random (B)", 0.2, 0.4)):
+    for method, lo, hi in (("A", 0.6, 0.8), ("other images (A)", 0.1, 0.2),
+                           ("B", 0.1, 0.3), ("other images (B)", 0.2, 0.4)):
         for metric in sens.METRICS:
             rows.append({"method": method, "param": "all", "metric": metric,
                          "mean": (lo + hi) / 2, "ci_low": lo, "ci_high": hi})
@@ -231,12 +262,16 @@ def _summary_with_floor():
 def test_above_floor_compares_disjoint_cis():
     s = _summary_with_floor()
     out = sam.above_floor(s)
-    assert list(out.index) == ["A", "B"] and out.index.name == "above random floor"
+    assert list(out.index) == ["A", "B"] and out.index.name == "above floor"
     assert list(out.columns) == list(sens.METRICS)
     assert out.loc["A"].all() and not out.loc["B"].any()
     assert list(sam.above_floor(s, ["B"]).index) == ["B"]
-    with pytest.raises(ValueError, match="random floor"):
+    with pytest.raises(ValueError, match="their floor"):
         sam.above_floor(s, ["C"])
+    side = sam.beside_floor(s, ["A"])
+    assert list(side.columns) == ["method", "metric", "mean", "ci_low", "ci_high", "floor_mean",
+                                  "floor_ci_low", "floor_ci_high", "above_floor"]
+    assert side["floor_mean"].tolist() == pytest.approx([0.15] * len(sens.METRICS))
     with pytest.raises(ValueError, match="one row per"):
         sam.above_floor(pd.concat([s, s.assign(param="seed")]))
 
@@ -272,8 +307,8 @@ def test_figures_draw():
 
     pi = sam.per_image(sam.variant_table(_variants(), "X", 16, rescale=True, data_range=2,
                                          cell=4))
-    floor = sam.per_image(sam.variant_table(sam.random_variants(_variants()), "random (X)",
-                                            16, rescale=True, data_range=2, cell=4))
+    floor = sam.per_image(sam.variant_table(_variants(), sam.floor_label("X"), 16, rescale=True,
+                                            data_range=2, cell=4, other_images=True))
     s = report.summarize(pd.concat([pi, floor]), sens.HIGHER_IS_BETTER)
     fig = sam_viz.plot_bars(s, ["X"])
     assert len(fig.axes) == 3
