@@ -16,12 +16,22 @@ Each iteration ``e`` (0-based, ``E = iterations``):
    ``log p(t | x_tilde) - log sum_{c != t} p(c | x_tilde)``, averaged over the copies.
 5. Objective, with the L1 over the **upsampled** probabilities and ``r(e) = min(e / ramp, 1)``:
 
-   * ``"sdr"`` (default, project choice): ``S + r(e) * l1_coef * sum p`` (drop little, destroy
-     the class); map ``p - 0.5``;
-   * ``"ssr"``: ``-S + r(e) * l1_coef * sum (1 - p)`` (keep little, preserve the class); map
+   * ``"sdr"`` (default, project choice): ``S + r(e) * l1_coef * s * sum p`` (drop little,
+     destroy the class); map ``p - 0.5``;
+   * ``"ssr"``: ``-S + r(e) * l1_coef * s * sum (1 - p)`` (keep little, preserve the class); map
      ``(1 - p) - 0.5``;
 
-   plus ``tv_coef * sum (grad p)^2`` on the upsampled ``p`` (default 0).
+   plus ``tv_coef * sum (grad p)^2`` on the upsampled ``p`` (default 0; a smooth region of fixed
+   image fraction costs the same at every size, so it is not rescaled).
+
+   **Scale correction** ``s = 224² / (H·W)`` (:func:`kit.defaults.area_scale` ``"pixels"``):
+   ``l1_coef`` is FIDO's published λ for sums over 224×224 pixels, so dropping a fraction ``f``
+   of the image costs ``λ · 50176 · f`` at any size (×12.25 at 64×64; before, the 64×64 area cost
+   was 12× weaker than FIDO's, science audit §4).
+
+   **Ramp**: ``ramp`` defaults to :data:`RAMP_SHARE` (10%) of ``iterations``, FIDO's 30 of 300;
+   a ramp as long as the run (the old fixed 30 at a 30-step budget) keeps the area weight below
+   its value for the whole run.
 6. Adam (lr 0.05) with FIDO's linear decay in the old ``LambdaLR`` semantics: iteration ``e``
    steps with ``lr * (1 - (e + 1) / E)`` (the last step has rate 0).
 
@@ -55,10 +65,12 @@ from kit.defaults import resolve
 from kit.engine import BATCH_SIZE, SCORES, class_score
 from kit.masks import upsample
 
-__all__ = ["BATCH_SIZE", "OBJECTIVES", "FIDO_SCORES", "FidoResult", "logodds", "concrete_keep",
-           "dropout_composite", "fido_explain", "fido"]
+__all__ = ["BATCH_SIZE", "OBJECTIVES", "FIDO_SCORES", "RAMP_SHARE", "FidoResult", "logodds",
+           "concrete_keep", "dropout_composite", "default_ramp", "fido_explain", "fido"]
 
 OBJECTIVES = ("sdr", "ssr")
+RAMP_SHARE = 0.1
+"""Share of the iterations over which the L1 weight ramps up by default (FIDO: 30 of 300)."""
 FIDO_SCORES = ("logodds", *SCORES)
 _EPS = 1e-6
 
@@ -121,6 +133,12 @@ def dropout_composite(remover, x: torch.Tensor, keep: torch.Tensor) -> torch.Ten
     return mo.fill_composite(remover, x, keep, hard=_rounded, straight_through=False)
 
 
+def default_ramp(iterations: int) -> int:
+    """The default ramp: ``max(1, round(RAMP_SHARE * iterations))`` iterations (30 at 300, 10 at
+    100), always shorter than the run once ``iterations >= 2``."""
+    return max(1, round(RAMP_SHARE * iterations))
+
+
 def _score(logits, t, score):
     return logodds(logits, t) if score == "logodds" else class_score(logits, t, score)
 
@@ -128,8 +146,9 @@ def _score(logits, t, score):
 def fido_explain(model, x: torch.Tensor, target, *, remover="blur", objective: str = "sdr",
                  grid: int | None = None, iterations: int = 300, lr: float = 0.05,
                  l1_coef: float = 1e-3, tv_coef: float = 0.0, temperature: float = 0.1,
-                 n_copies: int = 8, ramp: int = 30, score: str = "logodds", seed: int = 0,
-                 batch_size: int = BATCH_SIZE, progress: bool = False) -> FidoResult:
+                 n_copies: int = 8, ramp: int | None = None, score: str = "logodds",
+                 seed: int = 0, batch_size: int = BATCH_SIZE,
+                 progress: bool = False) -> FidoResult:
     """FIDO (SSR / SDR) with its diagnostics (grid drop probabilities, per-iteration losses).
 
     Args:
@@ -142,11 +161,14 @@ def fido_explain(model, x: torch.Tensor, target, *, remover="blur", objective: s
         grid: dropout grid side; None = ``fido_grid`` (16 at 64, 56 at 224).
         iterations: Adam steps E (300), each on ``n_copies`` samples per image.
         lr: initial Adam learning rate (0.05), decayed linearly to 0.
-        l1_coef: L1 weight lambda on the upsampled probabilities (1e-3).
+        l1_coef: FIDO's L1 weight lambda for sums over 224×224 pixels (1e-3), applied as
+            ``l1_coef * 224² / (H*W)`` on the upsampled probabilities.
         tv_coef: weight of ``sum (grad p)^2`` on the upsampled drop probabilities (0).
         temperature: concrete temperature (0.1).
         n_copies: concrete samples per image and iteration (8).
-        ramp: iterations over which the L1 weight ramps up linearly from 0 (30); 0 = none.
+        ramp: iterations over which the L1 weight ramps up linearly from 0; None =
+            :func:`default_ramp` (10% of ``iterations``: 30 at 300); 0 = none. An explicit ramp
+            must be shorter than ``iterations``.
         score: ``"logodds"`` (default), ``"prob"``, ``"logit"`` or ``"logprob"``.
         seed: seed of the private generator of the concrete noise.
         batch_size: perturbed copies per forward/backward pass.
@@ -167,7 +189,13 @@ def fido_explain(model, x: torch.Tensor, target, *, remover="blur", objective: s
     t, lr = mo.check_common(model, x, target, iterations=iterations, batch_size=batch_size,
                             grid=grid, lr=lr, seed=seed)
     checks.positive_int("n_copies", n_copies)
-    checks.positive_int("ramp", ramp, 0)
+    if ramp is None:
+        ramp = default_ramp(iterations)
+    else:
+        checks.positive_int("ramp", ramp, 0)
+        if ramp and ramp >= iterations:
+            raise ValueError(f"ramp must be below iterations ({iterations}) or 0, got {ramp}: a "
+                             "ramp as long as the run never reaches the full L1 weight")
     l1_coef = checks.number("l1_coef", l1_coef, minimum=0.0)
     tv_coef = checks.number("tv_coef", tv_coef, minimum=0.0)
     temperature = checks.number("temperature", temperature, minimum=0.0, strict=True)
@@ -197,7 +225,8 @@ def fido_explain(model, x: torch.Tensor, target, *, remover="blur", objective: s
             (sign * s / k).sum().backward()
             data[sl] = (sign * s).detach().float().cpu()
         area = drop if objective == "sdr" else 1 - drop
-        reg = rw * l1_coef * area.flatten(1).sum(1)
+        # lambda per fraction of the image: l1_coef * 224**2 / (H*W) * sum (kit.defaults)
+        reg = rw * mo.area_penalty(area, l1_coef, "pixels")
         if tv_coef:
             reg = reg + tv_coef * mo.tv(drop, 2.0)  # sum (grad p)^2
         torch.autograd.backward([z, reg.sum()], [z_leaf.grad, None])
@@ -217,7 +246,7 @@ def fido_explain(model, x: torch.Tensor, target, *, remover="blur", objective: s
 def fido(model, x: torch.Tensor, target, *, remover="blur", objective: str = "sdr",
          grid: int | None = None, iterations: int = 300, lr: float = 0.05,
          l1_coef: float = 1e-3, tv_coef: float = 0.0, temperature: float = 0.1,
-         n_copies: int = 8, ramp: int = 30, score: str = "logodds", seed: int = 0,
+         n_copies: int = 8, ramp: int | None = None, score: str = "logodds", seed: int = 0,
          batch_size: int = BATCH_SIZE, progress: bool = False) -> torch.Tensor:
     """FIDO saliency map (SDR: ``p_drop - 0.5``; SSR: ``p_keep - 0.5``), per pixel.
 

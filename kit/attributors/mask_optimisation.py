@@ -17,7 +17,10 @@ grid parametrisation    :func:`uniform_grid` (MP: ``U[0,1)`` from the private ge
                         by the images of a call), :func:`constant_grid` (FIDO: logits 0)
 upsampling              :func:`kit.masks.upsample` (``"nearest"`` MP, ``"bilinear"`` MP2/FIDO)
 jitter                  :class:`Jitter`: reflect-padded image (and per-pixel fill), random crop
-regularisers            :func:`l1` (area), :func:`tv` (anisotropic ``TV_beta``)
+regularisers            :func:`l1` (area), :func:`tv` (anisotropic ``TV_beta``), applied
+                        scale-corrected by :func:`area_penalty` / :func:`boundary_penalty`
+                        (weights of :mod:`kit.defaults`' ``area_scale`` / ``boundary_scale``:
+                        deleting a fraction f of the image costs what it costs at 224×224)
 composite               :func:`fill_composite`: continuous through a differentiable remover,
                         otherwise a detached fill of a binarised mask (straight-through for MP)
 guard + loop            :func:`optimise`: model in eval mode with frozen parameters, global RNGs
@@ -48,11 +51,13 @@ from tqdm import tqdm
 
 from kit import checks
 from kit.attributors._common import check_inputs, model_guard
+from kit.defaults import area_scale, boundary_scale
 from kit.removers import Precomputed, Remover, composite, get_remover
 
 __all__ = [
     "check_common", "check_grid", "build_remover", "uniform_grid", "constant_grid", "Jitter",
-    "binarise", "fill_composite", "l1", "tv", "chunks", "frozen", "optimise",
+    "binarise", "fill_composite", "l1", "tv", "area_penalty", "boundary_penalty", "chunks",
+    "frozen", "optimise",
 ]
 
 
@@ -230,6 +235,42 @@ def tv(m: torch.Tensor, beta: float) -> torch.Tensor:
     dh = (m[..., 1:, :] - m[..., :-1, :]).abs().pow(beta).flatten(1).sum(1)
     dw = (m[..., :, 1:] - m[..., :, :-1]).abs().pow(beta).flatten(1).sum(1)
     return dh + dw
+
+
+def area_penalty(v: torch.Tensor, coef: float, name: str) -> torch.Tensor:
+    """Scale-corrected area term ``coef · A_ref / A · Σ|v|`` per map (= ``coef · A_ref · mean|v|``).
+
+    ``A`` is the number of terms of one map (``h*w``), ``A_ref`` their number at the 224×224
+    reference (:func:`kit.defaults.area_scale`), so a map with ``|v| = 1`` on a fraction ``f`` of
+    its cells costs ``coef · A_ref · f`` at every size: the published weight ``coef`` keeps its
+    meaning per fraction of the image.
+
+    Args:
+        v: ``(B,1,h,w)`` (MP/MP2: ``1 - m`` on the grid; FIDO: upsampled probabilities).
+        coef: the reference weight (MP/MP2 1e-4, FIDO 1e-3).
+        name: the grid the reference sum runs over (``"mp_grid"``, ``"mp2_grid"``,
+            ``"pixels"``; :func:`kit.defaults.reference_cells`).
+
+    Returns:
+        ``(B,)``.
+    """
+    return coef * area_scale(name, int(v[0].numel())) * l1(v)
+
+
+def boundary_penalty(m: torch.Tensor, coef: float, beta: float, name: str) -> torch.Tensor:
+    """Scale-corrected TV term ``coef · g_ref / g · TV_beta(m)`` per map on a ``g×g`` grid.
+
+    A sharp-edged region of a fixed fraction of the image crosses ``∝ g`` grid edges; the factor
+    ``g_ref / g`` (:func:`kit.defaults.boundary_scale`) gives it its cost on the reference grid.
+
+    Args:
+        m: ``(B,1,g,g)`` mask grid; coef: the reference weight (MP 1e-2); beta: the exponent;
+        name: the grid default (``"mp_grid"``).
+
+    Returns:
+        ``(B,)``.
+    """
+    return coef * boundary_scale(name, int(m.shape[-1])) * tv(m, beta)
 
 
 def chunks(total: int, batch_size: int) -> Iterator[tuple[slice, torch.Tensor]]:

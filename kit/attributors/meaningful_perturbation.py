@@ -3,11 +3,22 @@
 Both optimise a keep-mask ``m`` (1 = keep) on a coarse ``g x g`` grid for every image at once
 (one batched Adam loop, no per-image loop), minimising per image
 
-    L(m) = l1_coef * sum|1 - m| + tv_coef * TV_beta(m) + S_t(R(x, up(m)))
+    L(m) = l1_coef * (A_ref / g²) * sum|1 - m| + tv_coef * (g_ref / g) * TV_beta(m)
+           + S_t(R(x, up(m)))
 
 with ``S_t`` the target's ``score`` (default the softmax probability), ``up`` the upsampling of
 the grid to the image and ``R`` the remover; ``m`` is clamped to [0,1] after every Adam step. The
 map returned is ``1 - m`` on the grid: the deleted region, higher = more evidence for the target.
+
+**Penalties normalised for the image size** (docs/methods.md). ``l1_coef`` and ``tv_coef`` are
+the published weights at 224×224 and are applied rescaled so that deleting a fraction ``f`` of
+the image costs what it costs there: the area term by ``A_ref / g²`` (``A_ref`` = the reference
+grid's cell count: MP 28² = 784, MP2 14² = 196), i.e. ``l1_coef · A_ref · f``; the TV term by
+``g_ref / g`` (MP: 28 / g; a sharp-edged region of fixed fraction crosses ``∝ g`` grid edges).
+At 64×64 (8×8 grids) that is ×12.25 / ×3.5 for MP and ×3.06 for MP2's area term; at 224×224 with
+the default grids both factors are 1 (the published objective). The factors come from
+:func:`kit.defaults.area_scale` / :func:`kit.defaults.boundary_scale`. Without them the 64×64
+area cost was 12× weaker than GAM's and MP deleted 55–66% of a world image (science audit §2.2).
 
 The validation, remover, init, jitter, regularisers, composite, guard and Adam loop are the
 shared mask-optimisation engine's (:mod:`kit.attributors.mask_optimisation`, also FIDO's).
@@ -21,7 +32,7 @@ TV              anisotropic, ``tv_coef`` 1e-2, beta 3       none
 jitter          ``mp_jitter``: 4 px at 224, 1 px at 64      none
 ==============  ==========================================  ===================================
 
-Shared: ``l1_coef`` 1e-4 (not rescaled for MP2's smaller grid, pitfall 15), Adam lr 0.1,
+Shared: ``l1_coef`` 1e-4 (MP2's reference is its own 14×14 grid at 224, pitfall 15), Adam lr 0.1,
 300 iterations, init ``m ~ U[0,1)`` from a private generator seeded with ``seed``.
 
 **Removers.** A differentiable remover (``gray``, ``blur``, ``noise``, ...) gives the continuous
@@ -112,9 +123,10 @@ def mask_composite(remover, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor
     return mo.fill_composite(remover, x, keep, hard=binarise, straight_through=True)
 
 
-def _optimise(model, x, target, *, remover, grid, mode, iterations, lr, l1_coef, tv_coef,
-              tv_beta, jitter, score, seed, batch_size, progress, desc) -> MPResult:
-    """MP and MP2 on the shared engine (grid and jitter already resolved)."""
+def _optimise(model, x, target, *, remover, grid, grid_name, mode, iterations, lr, l1_coef,
+              tv_coef, tv_beta, jitter, score, seed, batch_size, progress, desc) -> MPResult:
+    """MP and MP2 on the shared engine (grid and jitter already resolved; ``grid_name`` is the
+    :mod:`kit.defaults` grid whose 224 value the penalties are normalised to)."""
     t, lr = mo.check_common(model, x, target, iterations=iterations, batch_size=batch_size,
                             grid=grid, lr=lr, seed=seed)
     check_score(score)
@@ -137,9 +149,9 @@ def _optimise(model, x, target, *, remover, grid, mode, iterations, lr, l1_coef,
         for sl, index in mo.chunks(n, batch_size):
             mc = m[sl]
             xt = mask_composite(rem0.take(index), x0[sl], upsample(mc, (H, W), mode))
-            reg = l1_coef * mo.l1(1 - mc)
+            reg = mo.area_penalty(1 - mc, l1_coef, grid_name)
             if tv_coef:
-                reg = reg + tv_coef * mo.tv(mc, tv_beta)
+                reg = reg + mo.boundary_penalty(mc, tv_coef, tv_beta, grid_name)
             loss = reg + class_score(model(xt), t[sl], score)
             loss.sum().backward()
             row[sl] = loss.detach().float().cpu()
@@ -173,8 +185,10 @@ def mp_explain(model, x: torch.Tensor, target, *, remover="blur", grid: int | No
         grid: mask grid side; None = ``mp_grid`` (8 at 64, 28 at 224).
         iterations: Adam steps (300).
         lr: Adam learning rate (0.1).
-        l1_coef: weight of the deletion area ``sum|1 - m|`` (1e-4).
-        tv_coef, tv_beta: weight and exponent of the anisotropic TV on the grid (1e-2, 3).
+        l1_coef: reference weight of the deletion area ``sum|1 - m|`` at 224×224 (1e-4), applied
+            as ``l1_coef * 784 / grid²`` (deleting a fraction f costs ``0.0784 f`` at any size).
+        tv_coef, tv_beta: reference weight and exponent of the anisotropic TV on the grid
+            (1e-2, 3), the weight applied as ``tv_coef * 28 / grid``.
         jitter: maximal image shift in pixels; None = ``mp_jitter`` (1 at 64, 4 at 224);
             0 = none.
         score: ``"prob"`` (default), ``"logit"`` or ``"logprob"``; the score is minimised.
@@ -191,7 +205,8 @@ def mp_explain(model, x: torch.Tensor, target, *, remover="blur", grid: int | No
     side = min(x.shape[-2:]) if isinstance(x, torch.Tensor) and x.dim() == 4 else 224
     grid = resolve("mp_grid", side) if grid is None else grid
     jitter = resolve("mp_jitter", side) if jitter is None else jitter
-    return _optimise(model, x, target, remover=remover, grid=grid, mode="nearest",
+    return _optimise(model, x, target, remover=remover, grid=grid, grid_name="mp_grid",
+                     mode="nearest",
                      iterations=iterations, lr=lr, l1_coef=l1_coef, tv_coef=tv_coef,
                      tv_beta=tv_beta, jitter=jitter, score=score, seed=seed,
                      batch_size=batch_size, progress=progress, desc="meaningful_perturbation")
@@ -222,6 +237,8 @@ def mp2_explain(model, x: torch.Tensor, target, *, remover="blur", grid: int | N
 
     Args:
         grid: mask grid side; None = ``mp2_grid`` (8 at 64, 14 at 224).
+        l1_coef: reference weight of the area at 224×224 (1e-4 on MP2's 14×14 grid), applied
+            as ``l1_coef * 196 / grid²``.
         Others: as :func:`mp_explain`.
 
     Returns:
@@ -229,7 +246,8 @@ def mp2_explain(model, x: torch.Tensor, target, *, remover="blur", grid: int | N
     """
     side = min(x.shape[-2:]) if isinstance(x, torch.Tensor) and x.dim() == 4 else 224
     grid = resolve("mp2_grid", side) if grid is None else grid
-    return _optimise(model, x, target, remover=remover, grid=grid, mode="bilinear",
+    return _optimise(model, x, target, remover=remover, grid=grid, grid_name="mp2_grid",
+                     mode="bilinear",
                      iterations=iterations, lr=lr, l1_coef=l1_coef, tv_coef=0.0, tv_beta=1.0,
                      jitter=0, score=score, seed=seed, batch_size=batch_size,
                      progress=progress, desc="mp2")

@@ -27,6 +27,7 @@ from kit.attributors.meaningful_perturbation import (
     mp2_explain,
     mp_explain,
 )
+from kit.defaults import area_scale
 from kit.masks import upsample
 from kit.models import Inpainter
 from kit.removers import Gray, Inpaint, Precomputed
@@ -187,6 +188,13 @@ def test_bad_mp_only_hyperparameters(tiny_cnn, images, kw, pattern):
 # --- FIDO ---------------------------------------------------------------------------------
 
 
+# The patch model's log-odds moves by at most 1 (the square's mean intensity), while the
+# scale-corrected FIDO area term costs 1e-3 * 224**2 = 50 per image (x49 per pixel at 32x32): at
+# that weight the cheapest answer is to drop nothing. The oracle tests keep FIDO's weight per
+# *pixel* (the reference's value per pixel, i.e. the published weight divided by the scale).
+TOY_FIDO_L1 = 1e-3 / area_scale("pixels", 32 * 32)
+
+
 def _square_pixels() -> torch.Tensor:
     m = torch.zeros(32, 32, dtype=torch.bool)
     m[8:16, 8:16] = True
@@ -203,7 +211,7 @@ def _far_from_square() -> torch.Tensor:
 @pytest.mark.parametrize("objective", ["sdr", "ssr"])
 def test_fido_peak_in_square(patch_model, square_image, objective):
     res = fido_explain(patch_model, square_image, 0, remover=BLACK, objective=objective,
-                       iterations=30)
+                       iterations=30, l1_coef=TOY_FIDO_L1)
     sal = res.sal
     assert sal.shape == (2, 1, 32, 32) and sal.dtype == torch.float32
     assert res.drop.shape == (2, 1, 8, 8)  # fido_grid at 32 px: round(56 * 32 / 224)
@@ -256,11 +264,13 @@ def test_fido_generative_composite(inpaint):
 
 
 def test_fido_generative_variant(patch_model, square_image, inpaint):
-    res_g = fido_explain(patch_model, square_image, 0, remover=inpaint, iterations=30)
+    res_g = fido_explain(patch_model, square_image, 0, remover=inpaint, iterations=30,
+                         l1_coef=TOY_FIDO_L1)
     inside, far = _square_pixels(), _far_from_square()
     for s in res_g.sal[:, 0]:
         assert s[inside].mean() > 0.1 and s[far].max() < 0
-    res_gray = fido_explain(patch_model, square_image, 0, remover="gray", iterations=30)
+    res_gray = fido_explain(patch_model, square_image, 0, remover="gray", iterations=30,
+                            l1_coef=TOY_FIDO_L1)
     assert not torch.allclose(res_g.losses, res_gray.losses)
     assert not torch.allclose(res_g.sal, res_gray.sal)
 
