@@ -80,3 +80,59 @@ def test_saliency_table_long_format():
     assert list(table.columns) == ["image", "method", "metric", "value"]
     assert torch.allclose(torch.tensor(table["value"].to_numpy(), dtype=torch.float32),
                           results["a"].sm)
+
+
+# --------------------------------------------------------------------------- validity
+
+
+class ZoomAverseModel(nn.Module):
+    """Logit of class 0 = 10 * (0.5 - mean intensity): confident on the full image of a small
+    bright object, not on a zoomed crop of it (a classifier that never saw large objects)."""
+
+    def forward(self, x):
+        m = x.mean((1, 2, 3))
+        return torch.stack([10 * (0.5 - m), torch.zeros_like(m)], 1)
+
+
+def _objects(n=6, size=32):
+    """Black images with one bright square each (side 8-10 px, varying positions), and its box."""
+    x = torch.zeros(n, 3, size, size)
+    boxes = []
+    for i in range(n):
+        s, x0, y0 = 8 + i % 3, 2 + 3 * i, 20 - 2 * i
+        x[i, :, y0:y0 + s, x0:x0 + s] = 1.0
+        boxes.append([x0, y0, x0 + s, y0 + s])
+    return x, torch.tensor(boxes)
+
+
+def test_sanity_boxes_true_full_and_a_random_box_of_the_objects_size():
+    _, boxes = _objects()
+    b = smod.sanity_boxes(boxes, 32, seed=0)
+    assert tuple(b) == smod.SANITY_BOXES
+    assert torch.equal(b["true box"], boxes)
+    assert (b["full image"] == torch.tensor([0, 0, 32, 32])).all()
+    r = b["random box"]
+    assert torch.equal(r[:, 2] - r[:, 0], boxes[:, 2] - boxes[:, 0])      # same width, height
+    assert torch.equal(r[:, 3] - r[:, 1], boxes[:, 3] - boxes[:, 1])
+    assert (r[:, :2] >= 0).all() and (r[:, 2:] <= 32).all()
+    assert torch.equal(smod.sanity_boxes(boxes, 32, seed=0)["random box"], r)
+    assert not torch.equal(smod.sanity_boxes(boxes, 32, seed=1)["random box"], r)
+    with pytest.raises(ValueError, match=r"boxes must be an \(N,4\) tensor"):
+        smod.sanity_boxes(torch.zeros(3), 32)
+
+
+def test_sanity_check_flags_a_zoom_averse_classifier_invalid():
+    x, boxes = _objects()
+    bad = smod.sanity_check(ZoomAverseModel(), x, boxes, 0)
+    t = bad.table.set_index("box")
+    assert list(t.index) == list(smod.SANITY_BOXES)
+    assert t.loc["true box", "saliency_metric"] > t.loc["full image", "saliency_metric"]
+    assert not bad.valid and bad.diff > 0 and bad.verdict.startswith("INVALID")
+    assert (t["n"] == 6).all() and (t["n_nan"] == 0).all()
+    assert set(bad.per_image["method"]) == set(smod.SANITY_BOXES)
+    # a classifier that recognises the zoomed object: the true box beats the full image
+    good = smod.sanity_check(MeanModel(), x, boxes, 0)
+    assert good.valid and good.diff < 0 and good.diff_ci[1] < 0
+    assert good.verdict.startswith("valid")
+    with pytest.raises(ValueError, match="at least 2 images"):
+        smod.sanity_check(MeanModel(), x[:1], boxes[:1], 0)
