@@ -27,7 +27,7 @@ from kit.attributors import (
     smoothgrad_sq,
     vargrad,
 )
-from kit.attributors.grad_cam import last_conv
+from kit.attributors.grad_cam import block_output, last_conv
 from kit.attributors.gradients import REDUCTIONS, gradient_explain
 
 TARGETS = torch.tensor([0, 2])
@@ -225,14 +225,52 @@ def test_errors(linear_model, images):
 # ------------------------------------------------------------------ Grad-CAM
 
 
-def test_grad_cam_shape_is_last_conv_grid(tiny_cnn, images):
-    assert last_conv(tiny_cnn) is tiny_cnn.net.body[3]
+def _activation(model, module, x):
+    out = []
+    h = module.register_forward_hook(lambda _m, _i, o: out.append(o.detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        h.remove()
+    return out[-1]
+
+
+def test_grad_cam_default_layer_is_the_last_blocks_output(tiny_cnn, images):
+    """The hooked layer is the block output after its ReLU, not the last convolution."""
+    layer = block_output(tiny_cnn, images)
+    assert layer is tiny_cnn.net.body                   # the Sequential, ending in its ReLU
+    act = _activation(tiny_cnn, layer, images)
+    assert act.shape == (2, 8, 16, 16) and (act >= 0).all() and (act == 0).any()
+    assert (_activation(tiny_cnn, last_conv(tiny_cnn), images) < 0).any()   # before the ReLU
     sal = grad_cam(tiny_cnn, images, TARGETS)
     assert sal.shape == (2, 1, 16, 16) and sal.dtype == torch.float32
     assert (sal >= 0).all()
-    ref = LayerGradCam(_captum_fwd(tiny_cnn), tiny_cnn.net.body[3]).attribute(
+    ref = LayerGradCam(_captum_fwd(tiny_cnn), tiny_cnn.net.body).attribute(
         images, target=TARGETS, relu_attributions=True).detach()
     assert_close(sal, ref)
+    old = grad_cam(tiny_cnn, images, TARGETS, layer=last_conv(tiny_cnn))
+    assert not torch.allclose(sal, old)                 # the layer choice matters
+
+
+def test_grad_cam_layer_of_the_world_classifier_and_a_resnet():
+    from torchvision.models import resnet18
+
+    from kit.models import Classifier, load_classifier
+    from kit.nets import WorldCNN
+
+    torch.manual_seed(0)
+    world = Classifier(WorldCNN(n_classes=2, width=4), ("a", "b"), name="world-like")
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert block_output(world, x) is world.net.body     # after the last block's BN and ReLU
+    assert (_activation(world, world.net.body, x) >= 0).all()
+    assert not isinstance(world.net.body[-1], nn.Conv2d) and isinstance(world.net.body[-1], nn.ReLU)
+    net = resnet18(num_classes=3)
+    resnet = Classifier(net, ("a", "b", "c"), name="resnet18")
+    assert block_output(resnet, x) is net.layer4        # not layer4's reused ReLU module
+    assert grad_cam(resnet, x, 0).shape == (2, 1, 2, 2)
+    shipped = load_classifier("world")
+    assert block_output(shipped, x) is shipped.net.body
 
 
 def test_grad_cam_layer_argument(tiny_cnn, linear_model, images):
