@@ -7,8 +7,10 @@ pushed apart (:mod:`kit.studies.gad` trains them), with the same gradient method
 * each support model's map ``A_j`` (the attributor's own ``(N,1,h,w)`` map: the channel sum for
   IG and input×gradient, max|·| over channels for saliency, SmoothGrad and guided backprop, as kit
   defines them) is normalised, ``Â_j = A_j / max|A_j|`` (:func:`normalise`);
-* ``T_j`` = its top-q pixels by signed value (:func:`top_q`, q = 20%, the one ranker
-  :func:`kit.masks.top_fraction`: ties by pixel index);
+* ``T_j`` = its top-q pixels by signed value (:func:`top_q`, the one ranker
+  :func:`kit.masks.pixel_rank` and counting rule :func:`kit.masks.top_count`: ties by pixel
+  index). ``q`` is one fraction for every image or one per image: the study ties it to each
+  image's object area (:func:`kit.studies.gad.resolve_q`), so the support has the object's size;
 * the support is ``S = ∩_j T_j`` and the GAD map is ``mean_j Â_j`` on S, 0 elsewhere
   (:func:`fuse`, :func:`gad_explain`).
 
@@ -30,17 +32,30 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from kit import checks
 from kit.attributors import get_attributor
-from kit.masks import top_fraction
+from kit.masks import pixel_rank, top_count, top_fraction
 
 __all__ = ["GadResult", "top_q", "normalise", "fuse", "baseline_explain", "gad_explain", "gad"]
 
 
-def _q(q) -> float:
-    """``q`` as a float in (0, 1]: an empty top set would leave nothing to fuse."""
+def _q(q, n: int | None = None) -> float | torch.Tensor:
+    """``q`` as a float in (0, 1] or, per image, an ``(n,)`` float64 tensor of such fractions.
+
+    An empty top set would leave nothing to fuse, so 0 is refused.
+    """
+    if isinstance(q, (torch.Tensor, np.ndarray, list, tuple)):
+        qs = torch.as_tensor(np.asarray(q, dtype=np.float64)).reshape(-1)
+        if qs.dim() != 1 or (n is not None and qs.numel() != n):
+            raise ValueError(f"q must be a number in (0, 1] or one per image ({n} values), "
+                             f"got {qs.numel()} values")
+        if not bool(((qs > 0) & (qs <= 1)).all()):
+            raise ValueError(f"q must hold numbers in (0, 1], got min {float(qs.min())!r}, "
+                             f"max {float(qs.max())!r}")
+        return qs
     q = checks.number("q", q, minimum=0.0, maximum=1.0)
     if q == 0:
         raise ValueError(f"q must be a number in (0, 1], got {q!r}")
@@ -56,21 +71,27 @@ def _attributor(attributor) -> tuple[str, Callable]:
     raise TypeError(f"attributor must be a name or a callable, got {type(attributor).__name__}")
 
 
-def top_q(sal: torch.Tensor, q: float = 0.2) -> torch.Tensor:
-    """Per image, the top ``q`` of the pixels by signed value (:func:`kit.masks.top_fraction`).
+def top_q(sal: torch.Tensor, q=0.2) -> torch.Tensor:
+    """Per image, the top ``q`` of the pixels by signed value.
 
-    ``kit.masks.top_count(q, h*w)`` pixels (round half up, at least 1); ties are broken by pixel
-    index (row-major, earlier first), so the set is deterministic.
+    ``kit.masks.top_count(q_i, h*w)`` pixels of image ``i`` (round half up, at least 1), ranked
+    by :func:`kit.masks.pixel_rank`: ties are broken by pixel index (row-major, earlier first),
+    so the set is deterministic.
 
     Args:
         sal: ``(N,1,h,w)`` maps.
-        q: kept fraction in (0, 1].
+        q: kept fraction in (0, 1], one for all images or ``(N,)`` (one per image).
 
     Returns:
         ``(N,1,h,w)`` bool.
     """
     checks.maps("sal", sal)
-    return top_fraction(sal, _q(q))
+    q = _q(q, sal.shape[0])
+    if not isinstance(q, torch.Tensor):
+        return top_fraction(sal, q)
+    rank = pixel_rank(sal)
+    counts = torch.tensor([top_count(float(v), rank.shape[1]) for v in q], device=rank.device)
+    return (rank < counts.view(-1, 1)).view(sal.shape)
 
 
 def normalise(sal: torch.Tensor) -> torch.Tensor:
@@ -88,12 +109,12 @@ def normalise(sal: torch.Tensor) -> torch.Tensor:
                        torch.zeros_like(sal))
 
 
-def fuse(maps: Sequence[torch.Tensor], q: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+def fuse(maps: Sequence[torch.Tensor], q=0.2) -> tuple[torch.Tensor, torch.Tensor]:
     """GAD fusion of the support models' maps (methods.md §3.8).
 
     Args:
         maps: k maps ``(N,1,h,w)`` of the same images, one per support model.
-        q: top-q fraction of each map.
+        q: top-q fraction of each map, one for all images or ``(N,)``.
 
     Returns:
         ``(gad_map, support)``: ``mean_j Â_j`` on ``S = ∩_j top_q(A_j)`` and 0 elsewhere
@@ -126,14 +147,14 @@ class GadResult:
     maps: torch.Tensor
 
 
-def baseline_explain(attributor, model, x: torch.Tensor, target, *, q: float = 0.2,
+def baseline_explain(attributor, model, x: torch.Tensor, target, *, q=0.2,
                      seed: int = 0, **kwargs) -> GadResult:
     """The no-GAD baseline (α = 0): the attributor on the original model, S_0 = its top-q pixels.
 
     Args:
         attributor: a ``kit.attributors`` name or an attributor function (uniform signature).
         model: the original classifier; x: ``(N,3,H,W)`` images in [0,1]; target: int or ``(N,)``.
-        q: top-q fraction.
+        q: top-q fraction, one for all images or ``(N,)``.
         seed: the attributor's seed (SmoothGrad's noise; unused by deterministic methods).
         **kwargs: the attributor's options (``steps``, ``n_samples``, ``batch_size``, ...).
 
@@ -141,12 +162,12 @@ def baseline_explain(attributor, model, x: torch.Tensor, target, *, q: float = 0
         :class:`GadResult` with ``maps`` of shape ``(1,N,1,h,w)``.
     """
     _, fn = _attributor(attributor)
-    q = _q(q)
+    q = _q(q, x.shape[0])
     sal = checks.maps("attributor output", fn(model, x, target, seed=seed, **kwargs))
     return GadResult(sal, top_q(sal, q), sal.unsqueeze(0))
 
 
-def gad_explain(attributor, support_models, x: torch.Tensor, target, *, q: float = 0.2,
+def gad_explain(attributor, support_models, x: torch.Tensor, target, *, q=0.2,
                 seed: int = 0, **kwargs) -> GadResult:
     """GAD map of ``x``: the attributor on every support model, fused (methods.md §3.8).
 
@@ -155,7 +176,7 @@ def gad_explain(attributor, support_models, x: torch.Tensor, target, *, q: float
         support_models: a :class:`kit.studies.gad.SupportModels` (anything with ``.models``) or a
             non-empty sequence of models.
         x: ``(N,3,H,W)`` images in [0,1]; target: int or ``(N,)`` long (class a or b).
-        q: top-q fraction of each support model's map.
+        q: top-q fraction of each support model's map, one for all images or ``(N,)``.
         seed: the attributor's seed, the same for every support model (the same noise).
         **kwargs: the attributor's options.
 
@@ -173,7 +194,7 @@ def gad_explain(attributor, support_models, x: torch.Tensor, target, *, q: float
     return GadResult(sal, support, torch.stack(maps))
 
 
-def gad(attributor, support_models, *, q: float = 0.2) -> Callable:
+def gad(attributor, support_models, *, q=0.2) -> Callable:
     """GAD as an attributor wrapper (style.md §5): ``gad(a, sup)(model, x, target, **kw)``.
 
     The returned function has the attributor signature; its ``model`` argument is accepted for
