@@ -15,6 +15,12 @@
 Boxes are ``(x0, y0, x1, y1)`` int64 with an exclusive upper corner, as ``kit.world`` gives them;
 an empty box is ``(0, 0, 0, 0)``. Maps are resized only by :func:`kit.masks.upsample`.
 
+**Undefined values.** A map without positive values (e.g. an all-zero MP map, when the mask keeps
+everything) has no mass to place: :func:`mass_inside` is NaN; a constant map has no maximum to
+point with: :func:`pointing_game` is NaN. Box metrics stay defined (no survivors = an empty box =
+a miss). NaN values are counted and reported beside every mean (``n_nan``,
+:func:`kit.metrics.stats.with_nan_counts`), never dropped silently.
+
 Usage::
 
     from kit.metrics import localization as loc
@@ -80,10 +86,17 @@ def mass_inside(sal: torch.Tensor, mask: torch.Tensor, *, upsample_mode: str = "
 
 def pointing_game(sal: torch.Tensor, mask: torch.Tensor, *, upsample_mode: str = "bilinear",
                   **upsample_kw) -> torch.Tensor:
-    """1.0 where the map's maximum (first one in raster order) falls inside the mask, per image."""
-    pix = _to_pixels(sal, mask, upsample_mode, **upsample_kw)
-    idx = pix.flatten(1).argmax(1)
-    return mask.flatten(1).gather(1, idx[:, None]).squeeze(1).float()
+    """1.0 where the map's maximum (first one in raster order) falls inside the mask, per image.
+
+    Returns:
+        ``(N,)`` in {0, 1}; NaN for a constant map (every pixel is "the maximum": argmax would
+        pick the top-left pixel by convention, not by evidence).
+    """
+    pix = _to_pixels(sal, mask, upsample_mode, **upsample_kw).flatten(1)
+    idx = pix.argmax(1)
+    hit = mask.flatten(1).gather(1, idx[:, None]).squeeze(1).float()
+    constant = pix.amax(1) == pix.amin(1)
+    return torch.where(constant, torch.full_like(hit, float("nan")), hit)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,7 +380,9 @@ def localization_table(maps: dict, boxes: torch.Tensor, masks: torch.Tensor, tun
         upsample_mode: None (default) = each map's geometry (:mod:`kit.maps`), else forced.
 
     Returns:
-        DataFrame ``image, method, metric, value``.
+        DataFrame ``image, method, metric, value``; ``mass_inside`` is NaN for a map without
+        positive values and ``pointing_game`` for a constant map (count them with
+        :func:`kit.metrics.stats.nan_counts`).
     """
     import pandas as pd
 
