@@ -6,7 +6,10 @@ drawing :mod:`kit.viz.explore`, the image input :mod:`kit.data`):
 * :func:`method_hyperparameters` / :func:`remover_options` -- the hyperparameters a method's
   attributor / a remover takes among those the explorer exposes (:data:`METHOD_HYPERPARAMETERS`,
   :data:`REMOVER_OPTIONS`), with their defaults at the image size;
-* :func:`remover_names` -- every registered remover a user can pick by name;
+* :func:`remover_names` -- every registered remover a user can pick by name: every rung of the
+  method ladder (``gray``, ``blur``, ``telea``, ``inpaint``, ``inpaint_removal``, ``oracle``) and
+  the fill continuum ``blend`` (its ``lam``), those built from the true background only for
+  images that have one (world images);
 * :func:`compute` -- map, heatmap (the map at image resolution by its geometry,
   :mod:`kit.maps`), counterfactuals (:class:`kit.masks.TopFraction`) and deletion curve, as an
   :class:`Exploration`.
@@ -44,6 +47,7 @@ METHOD_HYPERPARAMETERS: tuple[str, ...] = ("window", "stride", "n_samples", "n_m
 REMOVER_OPTIONS: dict[str, tuple[str, ...]] = {
     "blur": ("sigma",),
     "noise": ("std",),
+    "blend": ("lam",),
 }
 """Remover name -> its options the explorer exposes (other removers expose none)."""
 
@@ -57,11 +61,18 @@ _SIZE_DEFAULTS = {
 _NOT_PICKABLE = ("precomputed", "cached")
 
 
-def remover_names() -> list[str]:
-    """Removers offered by the explorer: ``kit.removers.REMOVERS`` less precomputed/cached."""
+def remover_names(backgrounds: bool = True) -> list[str]:
+    """Removers offered by the explorer: ``kit.removers.REMOVERS`` less precomputed/cached.
+
+    Args:
+        backgrounds: whether the explored image has a true background (a world image). Without
+            one, the removers built from it (``oracle``, ``blend``: ``needs_backgrounds``) are
+            left out.
+    """
     from kit.removers import REMOVERS
 
-    return [r for r in REMOVERS if r not in _NOT_PICKABLE]
+    return [r for r, cls in REMOVERS.items()
+            if r not in _NOT_PICKABLE and (backgrounds or not cls.needs_backgrounds)]
 
 
 def _method(name: str):
@@ -114,12 +125,15 @@ def remover_options(remover: str, size: int = 64) -> dict[str, float]:
         ValueError: unknown remover name (the message lists the valid ones).
     """
     from kit.checks import choice
-    from kit.removers import get_remover
+    from kit.removers import REMOVERS, get_remover
 
     choice("remover", remover, remover_names(), "remover")
     names = REMOVER_OPTIONS.get(remover, ())
     if not names:
         return {}
+    if REMOVERS[remover].needs_backgrounds:  # nothing to build it from: its fields' defaults
+        fields = REMOVERS[remover].__dataclass_fields__
+        return {k: float(fields[k].default) for k in names}
     built = get_remover(remover, size=size)
     return {k: float(getattr(built, k)) for k in names}
 
@@ -212,8 +226,8 @@ def compute(
         params: hyperparameters of :data:`METHOD_HYPERPARAMETERS` the method accepts (others
             are rejected); missing ones take :func:`method_hyperparameters`' defaults.
         remover_params: remover options (:data:`REMOVER_OPTIONS`); missing ones take defaults.
-        background: ``(1,3,H,W)`` true background, needed by the ``oracle`` remover (handed
-            to :func:`kit.removers.get_remover` as ``backgrounds``).
+        background: ``(1,3,H,W)`` true background, needed by the ``oracle`` and ``blend``
+            removers (handed to :func:`kit.removers.get_remover` as ``backgrounds``).
         fractions: fractions in [0,1] of most relevant pixels removed in the counterfactuals.
         steps: deletion steps.
         seed: seed of stochastic methods.

@@ -12,7 +12,11 @@ name          fill F                                                            
 ``telea``     OpenCV's Telea fast-marching inpainting of the hole                   no
 ``ns``        OpenCV's Navier-Stokes inpainting of the hole                         no
 ``inpaint``   a learned inpainter (world model, LaMa, any TorchScript file)         no
+``inpaint_removal``  the world *removal* inpainter (``"world-removal"``: trained to   no
+              paint the true background, object included): the X-R rung
 ``oracle``    the true background (world only: the scene rendered without object)  yes
+``blend``     ``lam * true background + (1 - lam) * inpaint's completion fill``     only at lam 1
+              (the fill continuum, :mod:`kit.studies.continuum`; world only)
 ``precomputed``  a fill computed elsewhere (e.g. a blur of the full-resolution photo)  yes
 ``cached``    another remover's fills, memoised in a bounded LRU store             as wrapped
 ============  ===================================================================  =============
@@ -21,10 +25,15 @@ Shapes: ``x`` is ``(N,3,H,W)`` in [0,1]; ``keep`` is ``(M,1,H,W)`` in [0,1] (1 =
 ``N == M``, ``N == 1`` (one image against M masks) or ``M == 1``; the result is
 ``(max(N,M),3,H,W)`` with x's dtype and device, in [0,1].
 
-Hole rule of the non-differentiable fills (telea, ns, inpaint): a pixel is a hole where
-``keep < tau``; ``threshold="gam"`` uses GAM's ``tau = max(0.5, (max keep + min keep) / 2)`` over
-the whole batch of masks, ``"per_mask"`` the same per mask, a float a fixed tau. The composite
-still uses the soft ``keep``.
+The method ladder (:func:`kit.attributors.methods.ladder`) uses four of them per perturbation
+method: X (``gray``/``blur``), X-G (``inpaint``, completion), X-R (``inpaint_removal``) and X-O
+(``oracle``). Removers built from the batch's true backgrounds (``oracle``, ``blend``) set
+``needs_backgrounds``; :func:`get_remover` then needs ``backgrounds=``.
+
+Hole rule of the non-differentiable fills (telea, ns, inpaint, inpaint_removal, blend): a pixel
+is a hole where ``keep < tau``; ``threshold="gam"`` uses GAM's
+``tau = max(0.5, (max keep + min keep) / 2)`` over the whole batch of masks, ``"per_mask"`` the
+same per mask, a float a fixed tau. The composite still uses the soft ``keep``.
 
 Usage::
 
@@ -351,6 +360,22 @@ class Inpaint(Remover):
 
 
 @dataclass(frozen=True)
+class InpaintRemoval(Inpaint):
+    """The removal inpainter (the ladder's X-R rung): trained to paint the *true background*
+    inside every hole, also over part of the object, where the completion inpainter
+    (``inpaint``, X-G) paints the original image back. Same recipe and input contract as
+    ``inpaint``, so X-G against X-R isolates the target the inpainter was trained on.
+
+    Args: as :class:`Inpaint`; ``model`` defaults to ``"world-removal"``
+    (``data/world_inpainter_removal.pt``, loaded on first use: until that file is shipped, the
+    first fill raises the loader's error).
+    """
+
+    model: str | Inpainter = "world-removal"
+    name: ClassVar[str] = "inpaint_removal"
+
+
+@dataclass(frozen=True)
 class Precomputed(Remover):
     """A fill computed elsewhere, ``(N or 1,3,H,W)``; e.g. MP's blur of the full-size photo."""
 
@@ -387,6 +412,53 @@ class TrueBackground(Precomputed):
 
     name: ClassVar[str] = "oracle"
     needs_backgrounds: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Blend(Precomputed):
+    """The fill continuum ``F_lam = lam * true background + (1 - lam) * completion fill``.
+
+    ``lam = 1`` is the oracle and ``lam = 0`` the ``inpaint`` remover, exactly (the other term
+    is not computed, so ``lam = 1`` needs no inpainter): :mod:`kit.studies.continuum` sweeps
+    ``lam`` to measure how good a fill must be for X-G to beat X. The completion fill follows
+    ``inpaint``'s hole rule; only ``lam = 1`` is differentiable (the inpainted part is not), so
+    mask optimisers treat every other ``lam`` as they treat ``inpaint``.
+
+    Args:
+        fill_image: ``(N,3,H,W)`` the batch's true backgrounds, aligned with ``x``.
+        lam: weight of the true background, in [0, 1].
+        model, path, threshold, batch_size: the completion inpainter, as in :class:`Inpaint`.
+    """
+
+    lam: float = 0.5
+    model: str | Inpainter = "world"
+    path: str | None = None
+    threshold: str | float = "gam"
+    batch_size: int = 256
+    name: ClassVar[str] = "blend"
+    needs_backgrounds: ClassVar[bool] = True
+
+    def __post_init__(self):
+        from kit.checks import number
+
+        super().__post_init__()
+        object.__setattr__(self, "lam", number("lam", self.lam, minimum=0.0, maximum=1.0))
+        # per instance: lam = 1 is the oracle, differentiable; any inpainted share is not
+        object.__setattr__(self, "differentiable", self.lam == 1.0)
+
+    def completion(self) -> Inpaint:
+        """The ``inpaint`` remover whose fill is blended in."""
+        return Inpaint(model=self.model, path=self.path, threshold=self.threshold,
+                       batch_size=self.batch_size)
+
+    def fill(self, x, keep):
+        if self.lam == 1.0:
+            return super().fill(x, keep)
+        done = self.completion().fill(x, keep)
+        if self.lam == 0.0:
+            return done
+        bg = super().fill(x, keep).to(device=done.device, dtype=done.dtype)
+        return self.lam * bg + (1 - self.lam) * done
 
 
 @dataclass(frozen=True, eq=False)
@@ -481,7 +553,9 @@ REMOVERS: dict[str, type[Remover]] = {
     "telea": Telea,
     "ns": NS,
     "inpaint": Inpaint,
+    "inpaint_removal": InpaintRemoval,
     "oracle": TrueBackground,
+    "blend": Blend,
     "precomputed": Precomputed,
     "cached": Cached,
 }
@@ -489,6 +563,8 @@ REMOVERS: dict[str, type[Remover]] = {
 
 REMOVER_FILES: dict[str, tuple[str, ...]] = {
     "inpaint": ("world_inpainter.pt",),
+    "inpaint_removal": ("world_inpainter_removal.pt",),
+    "blend": ("world_inpainter.pt",),
 }
 """Remover name -> the shipped files under ``data/`` whose bytes determine its default fills
 (cache keys hash them, so retraining an inpainter invalidates the maps made with it)."""
@@ -518,19 +594,20 @@ def get_remover(spec: str | Remover, *, model: Classifier | None = None, size=No
       explained classifier's training mean: the world mean, or the ImageNet mean);
     * ``blur`` takes ``sigma`` from ``size`` (:func:`kit.defaults.resolve`: 3 px at 64x64, 10 px
       at 224x224) unless given;
-    * ``oracle`` is built from ``backgrounds``, the true backgrounds aligned with the images
-      (world only); :meth:`Remover.take` slices them along with the images.
+    * ``oracle`` and ``blend`` (``needs_backgrounds``) are built from ``backgrounds``, the true
+      backgrounds aligned with the images (world only); :meth:`Remover.take` slices them along
+      with the images. Other removers ignore ``backgrounds``.
 
     Args:
         spec: a :data:`REMOVERS` key or a :class:`Remover`.
         model: the explained classifier.
         size: the image side (int) or ``(H, W)``; needed for size-aware defaults.
-        backgrounds: ``(N,3,H,W)`` true backgrounds for ``oracle``.
+        backgrounds: ``(N,3,H,W)`` true backgrounds for ``oracle`` and ``blend``.
         **kwargs: the remover's fields (``sigma``, ``seed``, ``model``/``path`` for inpaint, ...).
 
     Raises:
         ValueError: unknown name (the message lists the valid ones), bad options, or ``oracle``
-            without ``backgrounds``.
+            or ``blend`` without ``backgrounds``.
     """
     if isinstance(spec, Remover):
         if kwargs:
@@ -552,12 +629,13 @@ def get_remover(spec: str | Remover, *, model: Classifier | None = None, size=No
         from kit.defaults import resolve
 
         kwargs["sigma"] = float(resolve("blur_sigma", min(size2("size", size))))
-    if cls is TrueBackground:
-        if backgrounds is None and "fill_image" not in kwargs:
-            raise ValueError("remover 'oracle' needs backgrounds= (the true backgrounds aligned "
+    if cls.needs_backgrounds:
+        if backgrounds is None and kwargs.get("fill_image") is None:
+            raise ValueError(f"remover {spec!r} needs backgrounds= (the true backgrounds aligned "
                              "with the images, e.g. WorldBatch.backgrounds); it exists only for "
                              "the embedded world")
-        kwargs.setdefault("fill_image", backgrounds)
+        if kwargs.get("fill_image") is None:
+            kwargs["fill_image"] = backgrounds
     try:
         return cls(**kwargs)
     except TypeError as err:

@@ -1,7 +1,9 @@
 """Interactive explorer: one image, one method, one or two removers, live (style.md §8).
 
 Pick an image (a world test index, or a user image file), a method of
-:data:`kit.attributors.METHODS`, a remover of :data:`kit.removers.REMOVERS` and the
+:data:`kit.attributors.METHODS`, a remover of :data:`kit.removers.REMOVERS` (every rung of the
+method ladder: gray, blur, telea, inpaint, inpaint_removal, and for world images, which have a
+true background, oracle and the continuum ``blend`` with its ``lam`` slider) and the
 hyperparameters the method's attributor accepts; see the heatmap overlay, a few counterfactuals
 under the remover (the map's most relevant pixels removed) and the deletion curve with its AUC.
 A second view compares two removers side by side on the same method.
@@ -65,6 +67,7 @@ chosen method's attributor accepts it)."""
 REMOVER_SLIDERS: dict[str, dict[str, Slider]] = {
     "blur": {"sigma": Slider("sigma", "blur sigma", 0.5, 10.0, 0.5, integer=False)},
     "noise": {"std": Slider("std", "noise std", 0.05, 1.0, 0.05, integer=False)},
+    "blend": {"lam": Slider("lam", "λ (true bg)", 0.0, 1.0, 0.25, integer=False)},
 }
 """Remover name -> the slider of each of its :data:`kit.explore.REMOVER_OPTIONS`."""
 
@@ -105,9 +108,13 @@ class ExplorerView:
         c["method"] = w.Dropdown(options=list(METHODS), value=method, description="method",
                                  style=slider["style"])
         c["method"].add_class("kit-method")
+        offered = self._offered()
         for i, r in enumerate(removers):
             label = f"remover {'AB'[i]}" if self.n > 1 else "remover"
-            c[f"remover_{i}"] = w.Dropdown(options=explore.remover_names(), value=r,
+            if r not in offered:
+                raise ValueError(f"removers: {r!r} needs the image's true background, which "
+                                 f"image {image!r} does not have; valid: {', '.join(offered)}")
+            c[f"remover_{i}"] = w.Dropdown(options=offered, value=r,
                                            description=label, style=slider["style"])
             c[f"remover_{i}"].add_class(f"kit-remover-{i}")
         self._slider_kw = slider
@@ -148,6 +155,10 @@ class ExplorerView:
         self.update()
 
     # --- control construction ------------------------------------------------------------
+
+    def _offered(self) -> list[str]:
+        """The removers this image allows: oracle and blend only with a true background."""
+        return explore.remover_names(backgrounds=self.image.background is not None)
 
     def _make_slider(self, spec: Slider, value):
         import ipywidgets as w
@@ -202,6 +213,14 @@ class ExplorerView:
         self._hold = True
         try:
             self.controls["target"].value = self.image.target
+            # a user image has no true background: no oracle/blend; such a choice falls to gray
+            offered = self._offered()
+            for i in range(self.n):
+                dd = self.controls[f"remover_{i}"]
+                value = dd.value if dd.value in offered else "gray"
+                dd.options = offered
+                dd.value = value
+                self._rebuild_ropts(i)
         finally:
             self._hold = False
         self.update()
@@ -219,7 +238,8 @@ class ExplorerView:
         try:
             self._rebuild_hp()
             paired = METHODS[change["new"]].remover
-            if paired is not None and self.n == 1:  # SP-G picks inpaint; the user may override
+            if paired in self.controls["remover_0"].options and self.n == 1:
+                # SP-G picks inpaint, SP-O the oracle (world images); the user may override
                 self.controls["remover_0"].value = paired
                 self._rebuild_ropts(0)
         finally:

@@ -10,9 +10,11 @@ from kit.models import Inpainter
 from kit.removers import (
     NS,
     REMOVERS,
+    Blend,
     Blur,
     Gray,
     Inpaint,
+    InpaintRemoval,
     Noise,
     Precomputed,
     Telea,
@@ -137,8 +139,8 @@ def test_inpaint_passes_hole_polarity_and_batches():
 
 
 def test_registry_and_get_remover():
-    assert set(REMOVERS) == {"gray", "blur", "insertion_blur", "noise", "telea", "ns", "inpaint", "oracle",
-                             "precomputed", "cached"}
+    assert set(REMOVERS) == {"gray", "blur", "insertion_blur", "noise", "telea", "ns", "inpaint",
+                             "inpaint_removal", "oracle", "blend", "precomputed", "cached"}
     assert get_remover("blur", sigma=5).sigma == 5
     g = Gray(color=(0.1, 0.1, 0.1))
     assert get_remover(g) is g
@@ -259,3 +261,42 @@ def test_resolver_size_model_and_backgrounds():
     assert get_remover("gray").take(torch.tensor([0])) == get_remover("gray")
     with pytest.raises(ValueError, match="unknown remover 'nope'; valid names: gray"):
         get_remover("nope")
+
+
+def test_removal_inpainter_rung():
+    """``inpaint_removal`` is an Inpaint whose default model is the removal inpainter, keyed in
+    the cache by its own shipped file; with any Inpainter object it fills like ``inpaint``."""
+    from kit.removers import remover_files
+
+    r = get_remover("inpaint_removal")
+    assert isinstance(r, InpaintRemoval) and r.model == "world-removal" and not r.differentiable
+    assert [f.name for f in remover_files("inpaint_removal")] == ["world_inpainter_removal.pt"]
+    assert [f.name for f in remover_files("inpaint")] == ["world_inpainter.pt"]
+    x, keep = rand((2, 3, 8, 8), 0), (rand((2, 1, 8, 8), 1) > 0.5).float()
+    stand_in = ConstInpainter()
+    assert torch.equal(InpaintRemoval(model=stand_in)(x, keep), Inpaint(model=stand_in)(x, keep))
+
+
+def test_blend_is_the_fill_continuum():
+    """F_lam = lam * background + (1 - lam) * completion fill; lam 1 is the oracle and lam 0
+    the inpaint remover, exactly; only lam 1 is differentiable; backgrounds are required."""
+    b = world.sample(3, seed=11, split="test")
+    inp = ConstInpainter()
+    keep = (rand((3, 1, 64, 64), 2) > 0.5).float()
+    oracle = get_remover("oracle", backgrounds=b.backgrounds)(b.images, keep)
+    completion = Inpaint(model=inp)(b.images, keep)
+    one = get_remover("blend", lam=1.0, backgrounds=b.backgrounds)  # (model= is the classifier)
+    zero = Blend(b.backgrounds, lam=0.0, model=inp)
+    assert torch.equal(one(b.images, keep), oracle) and one.differentiable
+    assert torch.equal(zero(b.images, keep), completion) and not zero.differentiable
+    n_calls = len(inp.calls)
+    Blend(b.backgrounds, lam=1.0, model=inp)(b.images, keep)
+    assert len(inp.calls) == n_calls  # lam 1 never runs the inpainter
+    half = Blend(b.backgrounds, lam=0.25, model=inp)
+    torch.testing.assert_close(half(b.images, keep), 0.25 * oracle + 0.75 * completion)
+    assert torch.equal(half.take(torch.tensor([1]))(b.images[1:2], keep[1:2]),
+                       half(b.images, keep)[1:2])
+    with pytest.raises(ValueError, match="'blend' needs backgrounds="):
+        get_remover("blend", lam=0.5)
+    with pytest.raises(ValueError, match="lam must be a number in \\[0, 1\\], got 1.5"):
+        get_remover("blend", lam=1.5, backgrounds=b.backgrounds)

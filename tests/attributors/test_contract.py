@@ -213,3 +213,32 @@ def test_unknown_attributor_name():
         get_attributor("nope")
     for name, fn in ATTRIBUTORS.items():
         assert get_attributor(name) is fn
+
+
+def _background_methods():
+    from kit.attributors import METHODS
+    from kit.removers import REMOVERS as ALL_REMOVERS
+
+    return [n for n, m in METHODS.items()
+            if m.remover is not None and ALL_REMOVERS[m.remover].needs_backgrounds]
+
+
+@pytest.mark.parametrize("method", _background_methods())
+def test_oracle_rung_through_explain(tiny_cnn, images, method):
+    """Every method whose remover fills from the true backgrounds (the O rung) runs through
+    ``explain(..., backgrounds=)``, slices the backgrounds with its images (N = 2 equals two
+    N = 1 calls), and without backgrounds says what to pass."""
+    from kit.attributors import METHODS, explain
+
+    assert _background_methods(), "no O-rung method registered"
+    attributor = METHODS[method].attributor
+    kw = cheap_kwargs(attributor, ATTRIBUTORS[attributor])
+    bg = torch.rand(images.shape, generator=torch.Generator().manual_seed(5))
+    both = explain(method, tiny_cnn, images, TARGETS, backgrounds=bg, **kw)
+    assert both.shape[:2] == (2, 1) and torch.isfinite(both).all()
+    one_by_one = torch.cat([explain(method, tiny_cnn, images[i:i + 1], int(t),
+                                    backgrounds=bg[i:i + 1], **kw)
+                            for i, t in enumerate(TARGETS)])
+    torch.testing.assert_close(both, one_by_one, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="backgrounds="):
+        explain(method, tiny_cnn, images, TARGETS, **kw)

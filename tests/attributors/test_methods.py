@@ -57,3 +57,77 @@ def test_budget_layers_explicit_overrides_on_the_profile():
         budget("fast", ["SP"])
     with pytest.raises(ValueError, match="methods: unknown method.*'SPG'.*valid names: SP"):
         budget("full", ["SPG"])
+
+
+def test_ladder_is_derived_from_the_registry():
+    from kit.attributors.methods import GENERATIVE, RUNG_OF, RUNGS, ladder, pairs, rung
+
+    lad = ladder()
+    perturbation = {m.attributor for m in METHODS.values() if m.remover is not None}
+    assert {METHODS[n].attributor for r in lad.values() for n in r.values()} == perturbation
+    for base, rungs in lad.items():
+        assert list(rungs) == [r for r in RUNGS if r in rungs], base  # rungs in ladder order
+        assert {"G", "R", "O"} <= set(rungs), base  # every method has every generative rung
+        family = {(METHODS[n].attributor, repr(sorted(METHODS[n].params.items())))
+                  for n in rungs.values()}
+        assert len(family) == 1, base  # the rungs differ by the remover only
+        for r, n in rungs.items():
+            assert rung(n) == r and RUNG_OF.get(METHODS[n].remover, "X") == r
+    # every method with an X rung has it; FIDO-CA is itself the G rung (no X in the paper)
+    assert {b for b, r in lad.items() if "X" not in r} == {"FIDO-SDR", "FIDO-SSR"}
+    assert lad["SP"] == {"X": "SP", "G": "SP-G", "R": "SP-R", "O": "SP-O"}
+    assert lad["FIDO-SDR"] == {"G": "FIDO-CA-SDR", "R": "FIDO-R-SDR", "O": "FIDO-O-SDR"}
+    # restricted to the methods present (older results without X-R / X-O rungs)
+    assert ladder(["SP", "SP-G", "MP-O", "Saliency", "nope"]) == {
+        "SP": {"X": "SP", "G": "SP-G"}, "MP": {"O": "MP-O"}}
+    # pairs: X against X-G only, never X-R or X-O against X-G, in registry order
+    assert pairs() == [(r["X"], r["G"]) for r in lad.values() if "X" in r]
+    assert pairs() == [("SP", "SP-G"), ("LIME", "LIME-G"), ("MP", "MP-G"), ("MP2", "MP2-G"),
+                       ("KernelSHAP", "KernelSHAP-G"), ("RISE", "RISE-G")]
+    assert pairs(["SP-O", "SP-G", "SP-R"]) == [] and GENERATIVE == ("inpaint",)
+    assert rung("Saliency") is None
+    with pytest.raises(ValueError, match="unknown method 'SPG'"):
+        rung("SPG")
+
+
+def test_explain_oracle_rung_needs_backgrounds(linear_model):
+    from kit.removers import TrueBackground
+
+    g = torch.Generator().manual_seed(3)
+    x, bg = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    with pytest.raises(ValueError, match=r"backgrounds: method 'SP-O'.*pass backgrounds=.*"
+                                         r"kit\.world\.sample\(\.\.\.\)\.backgrounds"):
+        explain("SP-O", linear_model, x, 0, window=8, stride=8)
+    with pytest.raises(ValueError, match=r"backgrounds: expected shape \(2, 3, 32, 32\)"):
+        explain("SP-O", linear_model, x, 0, backgrounds=bg[:1], window=8, stride=8)
+    got = explain("SP-O", linear_model, x, 0, backgrounds=bg, window=8, stride=8)
+    direct = ATTRIBUTORS["sliding_patch"](linear_model, x, 0, remover=TrueBackground(bg),
+                                          window=8, stride=8)
+    assert torch.equal(got, direct)
+    # backgrounds are ignored by rungs that do not fill from them, and by an explicit remover
+    assert torch.equal(explain("SP", linear_model, x, 0, backgrounds=bg, window=8, stride=8),
+                       explain("SP", linear_model, x, 0, window=8, stride=8))
+    assert torch.equal(explain("SP-O", linear_model, x, 0, remover="gray", window=8, stride=8),
+                       explain("SP", linear_model, x, 0, window=8, stride=8))
+
+
+def test_explain_removal_rung(linear_model):
+    """X-R fills with the removal inpainter; a stand-in Inpainter shows the wiring, and while the
+    shipped file is absent the rung fails with the loader's error naming it."""
+    from kit.models import Inpainter
+    from kit.paths import DATA_DIR
+    from kit.removers import Inpaint, InpaintRemoval
+
+    class Flat(Inpainter):
+        def generate(self, images, hole):
+            return torch.full_like(images, 0.3)
+
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    flat = Flat()
+    assert torch.equal(
+        explain("SP-R", linear_model, x, 0, remover=InpaintRemoval(model=flat), window=8,
+                stride=8),
+        explain("SP-G", linear_model, x, 0, remover=Inpaint(model=flat), window=8, stride=8))
+    if not (DATA_DIR / "world_inpainter_removal.pt").exists():
+        with pytest.raises((FileNotFoundError, ValueError), match="removal"):
+            explain("SP-R", linear_model, x, 0, window=8, stride=8)

@@ -137,15 +137,39 @@ def test_view_image_and_target_controls(clf, view):
 def test_view_upload(clf, png):
     import datetime
 
-    v = widgets.explorer_view(clf, image=3, params=CHEAP)
+    v = widgets.explorer_view(clf, image=3, params=CHEAP, removers=("oracle",))
+    assert v.error is None and "oracle" in v.controls["remover_0"].options
     encoded = png(world.sample(1, seed=0, split="test", start=9).images[0])
     v.controls["upload"].value = ({"name": "mine.png", "type": "image/png", "size": len(encoded),
                                    "content": memoryview(encoded),
                                    "last_modified": datetime.datetime(2026, 1, 1)},)
     assert v.error is None and v.image.name == "uploaded image"
     assert v.controls["target"].value == int(clf(v.image.x).argmax(1)[0])
-    v.controls["remover_0"].value = "oracle"  # no true background for a user image
-    assert "oracle" in v.error and "world" in v.error
+    # no true background for a user image: the removers built from one are not offered, and the
+    # oracle chosen before falls back to gray
+    assert list(v.controls["remover_0"].options) == explore.remover_names(backgrounds=False)
+    assert v.controls["remover_0"].value == "gray"
+    assert list(v.results.values())[0].remover == "gray"
+    v.controls["method"].value = "SP-O"  # its remover is not offered here: the choice stays
+    assert v.error is None and v.controls["remover_0"].value == "gray"
+    with pytest.raises(ValueError, match="removers: 'oracle' needs the image's true background"):
+        widgets.explorer_view(clf, image=encoded, params=CHEAP, removers=("oracle",))
+
+
+def test_view_blend_slider_and_oracle_rung(clf, img):
+    """The fill continuum is a remover with a lam slider; an O-rung method picks the oracle."""
+    v = widgets.explorer_view(clf, image=3, params=CHEAP, removers=("blend",))
+    assert v.error is None and v.controls["remover_0.lam"].value == 0.5
+    v.controls["remover_0.lam"].value = 1.0  # lam 1 is the oracle, exactly
+    (ex,) = v.results.values()
+    assert ex.remover_params == {"lam": 1.0}
+    torch.testing.assert_close(ex.sal, _direct(clf, img, method="SP", remover="oracle",
+                                               params=CHEAP, background=img.background).sal)
+    v.controls["method"].value = "SP-O"
+    assert v.controls["remover_0"].value == "oracle" and "remover_0.lam" not in v.controls
+    torch.testing.assert_close(list(v.results.values())[0].sal,
+                               explain("SP-O", clf, img.x, img.target,
+                                       backgrounds=img.background, **CHEAP))
 
 
 def test_compare_view_and_explorer(clf, img):
