@@ -6,19 +6,43 @@ remover. Hyperparameters left out of ``params`` take the attributor's defaults, 
 resolved from the image size (:mod:`kit.defaults`: the 64×64 project values, the 224×224
 reference values otherwise). ``reference`` records the paper's 224×224 settings beside them.
 
+**The remover ladder.** Every perturbation method (SP, LIME, MP, MP2, RISE, KernelSHAP, FIDO)
+comes in rungs that differ only by the remover (:data:`RUNG_OF`):
+
+====  ==================================================  ==============================
+rung  remover                                             names
+====  ==================================================  ==============================
+X     ``gray`` or ``blur`` (the paper's X)                 ``SP``, ``MP``, ...
+G     ``inpaint``: the completion inpainter (paper's X-G)  ``SP-G``, ``MP-G``, ...
+R     ``inpaint_removal``: the removal inpainter           ``SP-R``, ``MP-R``, ...
+O     ``oracle``: the true background (world only)         ``SP-O``, ``MP-O``, ...
+====  ==================================================  ==============================
+
+FIDO has no X rung (the paper's FIDO-CA is already generative): ``FIDO-CA-SDR`` stays its G rung,
+``FIDO-R-SDR`` and ``FIDO-O-SDR`` are its R and O rungs (likewise ``-SSR``). :func:`ladder`
+derives the families from the registry (same attributor and parameters), :func:`pairs` the
+(X, X-G) pairs. The O rung needs the batch's true backgrounds: ``explain(..., backgrounds=)``.
+Its fill equals the image off the object, so its localisation leaks the object mask; compare
+maps to it with :mod:`kit.metrics.agreement` instead.
+
 Usage::
 
     from kit.attributors import METHODS, explain
     sal = explain("SP-G", model, x, target)          # sliding patch with the world inpainter
+    sal_o = explain("SP-O", model, b.images, b.labels, backgrounds=b.backgrounds)
+    ladder()["SP"]                                   # {"X": "SP", "G": "SP-G", "R": ..., "O": ...}
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from kit.attributors.registry import get_attributor
 
-__all__ = ["METHODS", "Method", "PROFILES", "budget", "explain", "pairs", "GENERATIVE"]
+__all__ = ["METHODS", "Method", "PROFILES", "RUNGS", "RUNG_OF", "budget", "explain", "ladder",
+           "pairs", "rung", "GENERATIVE"]
 
 
 @dataclass(frozen=True)
@@ -49,21 +73,30 @@ _FIDO = "56x56 dropout grid at 224, 16x16 at 64; CA = the generative inpainter"
 _RISE = "4000 masks, 7x7 cells, p 0.5"
 _SHAP = "KernelSHAP (Lundberg & Lee 2017) on LIME's 50 SLIC segments, 2048 coalitions"
 
+def _rungs(base: str, attributor: str, remover: str, reference: str, params=None,
+           names=None) -> dict[str, Method]:
+    """The four rungs of one perturbation method (names: X, X-G, X-R, X-O unless given)."""
+    params = dict(params or {})
+    names = names or {"X": base, "G": f"{base}-G", "R": f"{base}-R", "O": f"{base}-O"}
+    removers = {"X": remover, "G": "inpaint", "R": "inpaint_removal", "O": "oracle"}
+    return {names[r]: Method(attributor, removers[r], dict(params), reference) for r in names}
+
+
+def _fido(objective: str) -> dict[str, Method]:
+    o = objective.upper()
+    return _rungs("", "fido", "", _FIDO, {"objective": objective},
+                  names={"G": f"FIDO-CA-{o}", "R": f"FIDO-R-{o}", "O": f"FIDO-O-{o}"})
+
+
 METHODS: dict[str, Method] = {
-    "SP": Method("sliding_patch", "gray", reference=_SP),
-    "SP-G": Method("sliding_patch", "inpaint", reference=_SP),
-    "LIME": Method("lime", "gray", reference=_LIME),
-    "LIME-G": Method("lime", "inpaint", reference=_LIME),
-    "MP": Method("meaningful_perturbation", "blur", reference=_MP),
-    "MP-G": Method("meaningful_perturbation", "inpaint", reference=_MP),
-    "MP2": Method("mp2", "blur", reference=_MP2),
-    "MP2-G": Method("mp2", "inpaint", reference=_MP2),
-    "FIDO-CA-SDR": Method("fido", "inpaint", {"objective": "sdr"}, _FIDO),
-    "FIDO-CA-SSR": Method("fido", "inpaint", {"objective": "ssr"}, _FIDO),
-    "KernelSHAP": Method("kernel_shap", "gray", reference=_SHAP),
-    "KernelSHAP-G": Method("kernel_shap", "inpaint", reference=_SHAP),
-    "RISE": Method("rise", "gray", reference=_RISE),
-    "RISE-G": Method("rise", "inpaint", reference=_RISE),
+    **_rungs("SP", "sliding_patch", "gray", _SP),
+    **_rungs("LIME", "lime", "gray", _LIME),
+    **_rungs("MP", "meaningful_perturbation", "blur", _MP),
+    **_rungs("MP2", "mp2", "blur", _MP2),
+    **_fido("sdr"),
+    **_fido("ssr"),
+    **_rungs("KernelSHAP", "kernel_shap", "gray", _SHAP),
+    **_rungs("RISE", "rise", "gray", _RISE),
     "Saliency": Method("saliency", reference="max |gradient| over channels"),
     "InputXGradient": Method("input_x_gradient"),
     "IntegratedGradients": Method("integrated_gradients", reference="50 steps, black baseline"),
@@ -79,21 +112,91 @@ METHODS: dict[str, Method] = {
 
 
 GENERATIVE = ("inpaint",)
-"""Remover names that make a method the paper's "X-G" (a generative fill)."""
+"""Remover names that make a method the paper's "X-G" (a generative completion fill)."""
+
+RUNGS = ("X", "G", "R", "O")
+"""The ladder's rungs, weakest fill first: X (gray/blur), G (completion inpainter), R (removal
+inpainter), O (the true background)."""
+
+RUNG_OF: dict[str, str] = {"inpaint": "G", "inpaint_removal": "R", "oracle": "O"}
+"""Remover -> rung; any other remover of a perturbation method is the X rung."""
+
+
+def rung(name: str) -> str | None:
+    """The ladder rung of method ``name`` (``"X"``, ``"G"``, ``"R"``, ``"O"``), None for methods
+    that remove nothing.
+
+    Raises:
+        ValueError: unknown method name (the message lists the valid ones).
+    """
+    if name not in METHODS:
+        raise ValueError(f"name: unknown method {name!r}; valid names: {', '.join(METHODS)}")
+    remover = METHODS[name].remover
+    return None if remover is None else RUNG_OF.get(remover, "X")
+
+
+def _families() -> dict[str, dict[str, str]]:
+    """Every ladder of the registry: ``{base: {rung: name}}`` in registry order."""
+    groups: dict[tuple, dict[str, str]] = {}
+    for name, m in METHODS.items():
+        r = rung(name)
+        if r is None:
+            continue
+        rungs = groups.setdefault((m.attributor, repr(sorted(m.params.items()))), {})
+        if r in rungs:
+            raise ValueError(f"METHODS: {rungs[r]!r} and {name!r} are both rung {r} of one "
+                             "method (same attributor and parameters)")
+        rungs[r] = name
+    out = {}
+    for rungs in groups.values():
+        # the X rung names the method; without one (FIDO), the name tokens all rungs share
+        if "X" in rungs:
+            base = rungs["X"]
+        else:
+            token_lists = [n.split("-") for n in rungs.values()]
+            base = "-".join(t for t in token_lists[0] if all(t in ts for ts in token_lists[1:]))
+        out[base] = {r: rungs[r] for r in RUNGS if r in rungs}
+    return out
+
+
+def ladder(methods=None) -> dict[str, dict[str, str]]:
+    """The remover ladder of every perturbation method, derived from :data:`METHODS`.
+
+    Methods with the same attributor and parameters form one family; each member's rung comes
+    from its remover (:data:`RUNG_OF`). Nothing is hand-listed: adding ``"SP-R"`` to
+    :data:`METHODS` adds it to SP's ladder.
+
+    Args:
+        methods: restrict to these method names (e.g. those present in a results table); rungs
+            not among them are left out, families with none are dropped. None = all of
+            :data:`METHODS`. Names that are not in :data:`METHODS` are ignored.
+
+    Returns:
+        ``{base: {rung: method name}}`` with rungs in :data:`RUNGS` order; ``base`` is the X
+        rung's name (``"SP"``), or for a family without one the name tokens its rungs share
+        (``"FIDO-SDR"`` for ``FIDO-CA-SDR``, ``FIDO-R-SDR``, ``FIDO-O-SDR``).
+    """
+    keep = None if methods is None else set(methods)
+    out = {}
+    for base, rungs in _families().items():
+        sel = {r: n for r, n in rungs.items() if keep is None or n in keep}
+        if sel:
+            out[base] = sel
+    return out
 
 
 def pairs(methods=None) -> list[tuple[str, str]]:
     """The (X, X-G) pairs among ``methods`` (default: all of :data:`METHODS`), from the registry.
 
     X-G is the method with the same attributor and parameters as X whose remover is generative
-    (:data:`GENERATIVE`) while X's is not. Nothing is hand-listed: adding a method's X-G twin to
-    :data:`METHODS` adds its pair to every table.
+    (:data:`GENERATIVE`) while X is the ladder's X rung (not X-R or X-O). Nothing is
+    hand-listed: adding a method's X-G twin to :data:`METHODS` adds its pair to every table.
     """
     names = list(METHODS) if methods is None else [m for m in methods if m in METHODS]
     out = []
     for x in names:
         mx = METHODS[x]
-        if mx.remover is None or mx.remover in GENERATIVE:
+        if rung(x) != "X":
             continue
         for g in names:
             mg = METHODS[g]
@@ -205,20 +308,46 @@ def budget(profile: str, methods, by_attributor=None) -> dict[str, dict]:
     return out
 
 
-def explain(name: str, model, x, target, **overrides):
+def explain(name: str, model, x, target, *, backgrounds=None, **overrides):
     """Run the method called ``name`` in :data:`METHODS`; ``overrides`` replace its parameters.
+
+    Args:
+        name: a :data:`METHODS` key.
+        model: the classifier; x: ``(N,3,H,W)`` images in [0,1]; target: int or ``(N,)``.
+        backgrounds: ``(N,3,H,W)`` true backgrounds aligned with ``x`` (world only, e.g.
+            ``kit.world.sample(...).backgrounds``), needed by methods whose remover is built from
+            them (the O rung, ``"oracle"``); ignored by the others and when ``overrides`` give
+            a ``remover``.
+        **overrides: the attributor's keywords (``seed``, ``stride``, ``remover``, ...).
 
     Returns:
         The attributor's ``(N,1,h,w)`` map.
 
     Raises:
-        ValueError: unknown method name (the message lists the valid ones).
+        ValueError: unknown method name (the message lists the valid ones); an O-rung method
+            without ``backgrounds`` (the message says what to pass), or backgrounds whose shape
+            is not ``x``'s.
     """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid names: {', '.join(METHODS)}")
     m = METHODS[name]
     kwargs = dict(m.params)
-    if m.remover is not None:
-        kwargs["remover"] = m.remover
+    if m.remover is not None and "remover" not in overrides:
+        from kit.removers import REMOVERS, get_remover
+
+        if REMOVERS[m.remover].needs_backgrounds:
+            if backgrounds is None:
+                raise ValueError(
+                    f"backgrounds: method {name!r} fills with remover {m.remover!r}, the true "
+                    "background; pass backgrounds= (the true backgrounds aligned with x, e.g. "
+                    "kit.world.sample(...).backgrounds; world only)")
+            bg = torch.as_tensor(backgrounds)
+            if tuple(bg.shape) != tuple(x.shape):
+                raise ValueError(f"backgrounds: expected shape {tuple(x.shape)} (aligned with x), "
+                                 f"got {tuple(bg.shape)}")
+            kwargs["remover"] = get_remover(m.remover, model=model, size=tuple(x.shape[-2:]),
+                                            backgrounds=bg.to(device=x.device, dtype=x.dtype))
+        else:
+            kwargs["remover"] = m.remover
     kwargs.update(overrides)
     return get_attributor(m.attributor)(model, x, target, **kwargs)
