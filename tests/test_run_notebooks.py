@@ -363,3 +363,10 @@ def test_grid_runs_on_a_local_cluster_each_in_its_own_folder_and_gathers_the_res
                            timeout=180, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (pd.read_csv(out / "grid.csv")["status"] == "skipped").all()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "params" / "grids").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_grids_name_parameters_their_notebook_declares(path):
+    grid = run_notebooks.load_grid(path)  # raises, naming the parameter, if one was renamed
+    assert len({r.run for r in grid.runs}) == len(grid.runs) > 1
