@@ -45,7 +45,7 @@ CASES: dict[str, list[dict]] = {
              methods=["SP", "random"]),
     ],
     "04_sam_sensitivity": [
-        dict(n_images=1, methods=["SP-G", "LIME", "MP2-G", "FIDO-CA-SDR", "SmoothGrad", "RISE"],
+        dict(n_images=2, methods=["SP-G", "LIME", "MP2-G", "FIDO-CA-SDR", "SmoothGrad", "RISE"],
              sweep={"seed": [0, 1], "window": [5, 8], "n_samples": [20, 40],
                     "spread": [0.15, 0.2]}, against="all"),
     ],
