@@ -37,7 +37,7 @@ TIE = "tie"
 
 _PAIR_COLUMNS = ("metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
                  "frac_x_g_better", "higher_is_better", "winner")
-_SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "n", "higher_is_better")
+_SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "n", "n_nan", "higher_is_better")
 
 
 def _fmt(v: float, digits: int = 3) -> str:
