@@ -41,15 +41,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from kit import world
-from kit.nets import GatedInpainter, PatchDiscriminator, WorldCNN
+from kit.nets import PatchDiscriminator, WorldCNN
 
 CLASSIFIER_DEFAULTS = dict(
     n_train=30000, n_val=1000, epochs=4, batch_size=64, lr=3e-3, width=24, weight_decay=5e-4,
     seed=0,
 )
 INPAINTER_DEFAULTS = dict(
-    n_train=12000, iterations=3000, batch_size=24, lr=1e-3, width=24, adv_weight=0.01,
-    warmup=800, seed=0, ft_iterations=1000, ft_lr=3e-4, ft_object_share=0.75,
+    n_train=12000, iterations=4000, batch_size=24, lr=1e-3, arch="lite", width=32, d_width=32,
+    hole_mix=(1.0, 1.0, 1.0), l1_weight=6.0, hf_weight=3.0, lowpass_sigma=1.0, adv_weight=0.1,
+    warmup=500, seed=0,
 )
 
 
@@ -273,132 +274,262 @@ def dilate(mask: torch.Tensor, px: int | torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _inpainter_stage(
-    g_net: torch.nn.Module, data, cfg: dict, *, iterations: int, lr: float, warmup: int,
-    object_share: float, seed: int, progress: bool, desc: str, snapshot_every: int = 0,
-    t0: float = 0.0, reseed_global: bool = True,
-) -> list[float]:
-    """One training stage: a fresh critic and fresh optimisers, cosine-decayed learning rate.
+TARGETS = ("completion", "removal")
+"""What an inpainter learns to put inside a hole (:func:`train_inpainter`'s ``target``)."""
 
-    Every random draw comes from a generator seeded with ``seed``; the critic's initialisation
-    from the global generator, seeded with ``seed`` just before it is built when
-    ``reseed_global`` (stage 1 instead continues right after the generator's initialisation).
+_LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def laplacian(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel 5-point Laplacian of ``(N,C,H,W)`` images (replicate-padded), same shape."""
+    c = x.shape[1]
+    k = _LAPLACE.to(x).view(1, 1, 3, 3).expand(c, 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=c)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (radius 2σ, replicate padding) of ``(N,C,H,W)``."""
+    r = max(1, math.ceil(2 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    c = x.shape[1]
+    gx, gy = g.view(1, 1, 1, -1).expand(c, 1, 1, -1), g.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), gx, groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), gy, groups=c)
+
+
+def local_hf_energy(x: torch.Tensor, window: int = 5) -> torch.Tensor:
+    """Local high-frequency energy: the squared Laplacian, summed over channels and averaged over
+    a ``window``×``window`` neighbourhood, ``(N,1,H,W)``."""
+    e = laplacian(x).pow(2).sum(1, keepdim=True)
+    return F.avg_pool2d(e, window, stride=1, padding=window // 2, count_include_pad=False)
+
+
+def object_holes(masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Training holes over *part* of each object: ``(n,1,H,W)`` float in {0,1}.
+
+    Each hole starts at a uniformly drawn object pixel: either a square of 4–20 px side centred
+    there (SP's patches, a box over part of the object) or one thick brush stroke (2–4 segments,
+    as :func:`random_holes`) from there. A part of the object usually stays visible, which is
+    what separates completion from removal.
+
+    Args:
+        masks: ``(n,1,H,W)`` object masks (bool or {0,1}).
+        gen: the caller's generator (one seed per mask is drawn from it).
     """
+    import cv2
+
+    n, _, size, _ = masks.shape
+    seeds = torch.randint(2**31 - 1, (n,), generator=gen).tolist()
+    out = np.zeros((n, size, size), np.uint8)
+    m = masks.bool()[:, 0].numpy()
+    for i, s in enumerate(seeds):
+        rng = np.random.default_rng(s)
+        ys, xs = np.nonzero(m[i])
+        if len(ys) == 0:  # no object (not in the world's data): a central square
+            ys, xs = np.array([size // 2]), np.array([size // 2])
+        j = rng.integers(len(ys))
+        x, y = float(xs[j]), float(ys[j])
+        if rng.uniform() < 0.5:
+            half = rng.uniform(2, 10)
+            x0, y0 = int(max(0, x - half)), int(max(0, y - half))
+            x1, y1 = int(min(size, x + half + 1)), int(min(size, y + half + 1))
+            out[i, y0:y1, x0:x1] = 1
+        else:
+            width = max(2, int(rng.uniform(0.06, 0.16) * size))
+            for _ in range(rng.integers(2, 5)):
+                angle = rng.uniform(0, 2 * math.pi)
+                length = rng.uniform(0.05, 0.2) * size
+                nx = float(np.clip(x + length * math.cos(angle), 0, size - 1))
+                ny = float(np.clip(y + length * math.sin(angle), 0, size - 1))
+                cv2.line(out[i], (int(x), int(y)), (int(nx), int(ny)), 1, width)
+                x, y = nx, ny
+    return torch.from_numpy(out).float().unsqueeze(1)
+
+
+def box_holes(boxes: torch.Tensor, size: int, pad: torch.Tensor) -> torch.Tensor:
+    """Holes covering each object's box ``(x0, y0, x1, y1)`` grown by ``pad`` px, ``(n,1,S,S)``."""
+    t = torch.arange(size)
+    x0, y0, x1, y1 = (boxes[:, k, None] for k in range(4))
+    p = pad[:, None]
+    cols = (t >= x0 - p) & (t < x1 + p)
+    rows = (t >= y0 - p) & (t < y1 + p)
+    return (rows[:, :, None] & cols[:, None, :]).float().unsqueeze(1)
+
+
+def training_batch(data, idx: torch.Tensor, gen: torch.Generator, *, target: str,
+                   mix: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch of the inpainter recipe: images, holes and the target, all pixel space.
+
+    The holes are the same for both targets. ``mix`` = shares of (free-form strokes and boxes
+    anywhere, :func:`random_holes`; holes over part of the object, :func:`object_holes`;
+    whole-object holes: the silhouette dilated by 0–4 px or the box grown by 0–3 px, half each).
+    Inside the hole the target is
+
+    * ``"completion"`` (the paper's generic inpainter "G"): the original image, object included,
+      so a hole over part of an object is completed from the part that stays visible. Where the
+      hole hides *every* object pixel nothing is left to complete from and the target is the
+      true background (a generic inpainter cannot know an object was there; a silhouette-shaped
+      hole would otherwise teach it to redraw the shape the hole outlines).
+    * ``"removal"``: the true background, whatever part of the object the hole covers.
+
+    Returns:
+        ``(images, holes, targets)``: ``(B,3,H,W)``, ``(B,1,H,W)`` in {0,1}, ``(B,3,H,W)``; the
+        target equals the image outside the hole. A random flip/rotation per sample.
+    """
+    bs = len(idx)
+    k = torch.randint(8, (bs,), generator=gen)
+    img = _dihedral(data.images[idx], k)
+    bg = _dihedral(data.backgrounds[idx], k)
+    obj = _dihedral(data.masks[idx].float(), k)
+    size = img.shape[-1]
+    counts = np.floor(np.asarray(mix, dtype=float) / sum(mix) * bs).astype(int)
+    counts[0] += bs - counts.sum()
+    n_free, n_part, n_whole = counts.tolist()
+    n_sil = n_whole // 2
+    hole = torch.cat([
+        random_holes(n_free, size, gen),
+        object_holes(obj[n_free:n_free + n_part], gen),
+        dilate(obj[n_free + n_part:n_free + n_part + n_sil],
+               torch.randint(0, 5, (n_sil,), generator=gen)),
+        box_holes(_tight_boxes(obj[n_free + n_part + n_sil:]), size,
+                  torch.randint(0, 4, (n_whole - n_sil,), generator=gen)),
+    ])
+    if target == "removal":
+        tgt = torch.where(hole.bool(), bg, img)
+    else:
+        hidden = ((obj > 0) & (hole < 0.5)).flatten(1).sum(1) == 0  # no object pixel visible
+        tgt = torch.where(hidden.view(-1, 1, 1, 1), bg, img)
+    return img, hole, tgt
+
+
+def _tight_boxes(mask: torch.Tensor) -> torch.Tensor:
+    """``(x0, y0, x1, y1)`` (exclusive) tight boxes of ``(n,1,H,W)`` masks."""
+    m = mask[:, 0] > 0
+    h, w = m.shape[-2:]
+    cols, rows = m.any(1), m.any(2)
+    ar_w, ar_h = torch.arange(w), torch.arange(h)
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w, -1).amax(1) + 1
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h, -1).amax(1) + 1
+    return torch.stack([x0, y0, x1, y1], 1)
+
+
+def inpainter_losses(pred: torch.Tensor, target: torch.Tensor, hole: torch.Tensor, cfg: dict):
+    """The generator's reconstruction terms (``[-1,1]`` tensors), returned separately.
+
+    * ``l1``: L1 of the *low-passed* error (Gaussian σ = ``cfg["lowpass_sigma"]``) inside the
+      hole, plus the plain L1 over the whole image. Pure L1/L2 on the raw fill is minimised by the
+      conditional mean, i.e. blur; on the low-passed fill it fixes colour and layout and leaves
+      the texture free.
+    * ``hf``: the texture term, L1 between the square roots of the local high-frequency energies
+      (:func:`local_hf_energy`) of the composite and of the target, inside the hole: the fill
+      must carry as much Laplacian energy as the target locally, not the same pixels.
+    """
+    comp = pred * hole + target * (1 - hole)
+    area = hole.sum().clamp_min(1)
+    err = pred - target
+    low = _gaussian_blur(err, cfg["lowpass_sigma"]).abs()
+    l1 = (low * hole).sum() / area / 3 + err.abs().mean()
+    e_c = local_hf_energy(comp).add(1e-6).sqrt()
+    e_t = local_hf_energy(target).add(1e-6).sqrt()
+    hf = ((e_c - e_t).abs() * hole).sum() / area
+    return comp, l1, hf
+
+
+def train_inpainter(
+    out: str | os.PathLike | None = None, *, target: str = "completion", progress: bool = False,
+    snapshot_every: int = 0, **overrides,
+) -> dict:
+    """Train a world inpainter (:class:`~kit.nets.LiteInpainter`) and save the checkpoint.
+
+    One recipe for both shipped inpainters; only the target inside the holes differs
+    (:func:`training_batch`). Generator losses: ``l1_weight`` × the low-passed L1 and
+    ``hf_weight`` × the local high-frequency energy match (:func:`inpainter_losses`), and after
+    ``warmup`` iterations ``adv_weight`` × a hinge adversarial loss from a spectral-normalised
+    PatchGAN critic (:class:`~kit.nets.PatchDiscriminator`) that sees the composite and the hole.
+    Adam (β₁ = 0.5) with a cosine-decayed learning rate; world ``train`` images only; every random
+    draw from generators seeded with ``seed``.
+
+    Args:
+        out: checkpoint path (default: ``data/world_inpainter.pt`` for completion,
+            ``data/world_inpainter_removal.pt`` for removal).
+        target: ``"completion"`` or ``"removal"`` (:data:`TARGETS`).
+        progress: show a tqdm bar.
+        snapshot_every: if > 0, also save the generator every this many iterations to
+            ``data/cache/world_inpainter_<target>.snapshot.pt`` (to evaluate a long run early).
+        **overrides: any key of :data:`INPAINTER_DEFAULTS`.
+
+    Returns:
+        The saved checkpoint dict (``state_dict``, ``config`` (with ``arch`` and ``target``),
+        ``train_seconds``, ``losses``).
+    """
+    from kit.checks import choice
+    from kit.models import WORLD_INPAINTER_PATH, WORLD_REMOVAL_INPAINTER_PATH
+    from kit.nets import INPAINTER_ARCHS
+
+    target = choice("target", target, TARGETS, "inpainter target")
+    unknown = set(overrides) - set(INPAINTER_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown options {sorted(unknown)}; valid: {sorted(INPAINTER_DEFAULTS)}")
+    cfg = {**INPAINTER_DEFAULTS, **overrides, "target": target}
+    t0 = time.time()
+    seed = cfg["seed"]
     gen = torch.Generator().manual_seed(seed)
-    if reseed_global:
-        torch.manual_seed(seed)
     cl = torch.channels_last
-    d_net = PatchDiscriminator(32).to(memory_format=cl)
+    with torch.random.fork_rng(devices=[]):  # initialisations draw from the global generator
+        torch.manual_seed(seed)
+        g_net = INPAINTER_ARCHS[cfg["arch"]](cfg["width"]).to(memory_format=cl)
+        d_net = PatchDiscriminator(cfg["d_width"]).to(memory_format=cl)
+    data = world.sample(cfg["n_train"], seed + 1000, "train")  # not the classifier's images
+    iterations, lr = cfg["iterations"], cfg["lr"]
     g_opt = torch.optim.Adam(g_net.parameters(), lr=lr, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(d_net.parameters(), lr=lr, betas=(0.5, 0.999))
     g_sched = torch.optim.lr_scheduler.CosineAnnealingLR(g_opt, iterations, lr / 20)
-    bs = cfg["batch_size"]
-    n_free = bs - round(bs * object_share)  # the first n_free samples get free-form holes
-    size = data.images.shape[-1]
-    losses = []
-    bar = tqdm(range(iterations), disable=not progress, desc=desc)
+    d_sched = torch.optim.lr_scheduler.CosineAnnealingLR(d_opt, iterations, lr / 20)
+    losses: list[float] = []
+    bar = tqdm(range(iterations), disable=not progress, desc=f"inpainter ({target})")
     for it in bar:
-        idx = torch.randint(len(data), (bs,), generator=gen)
-        k = torch.randint(8, (bs,), generator=gen)
-        img = _dihedral(data.images[idx], k)
-        bg = _dihedral(data.backgrounds[idx], k)
-        obj = _dihedral(data.masks[idx].float(), k)
-        hole = torch.cat([
-            random_holes(n_free, size, gen),
-            dilate(obj[n_free:], torch.randint(0, 5, (bs - n_free,), generator=gen)),
-        ])
-        # free-form holes reconstruct the image; object holes must give the true background
-        target = torch.cat([img[:n_free], bg[n_free:]]) * 2 - 1
+        idx = torch.randint(len(data), (cfg["batch_size"],), generator=gen)
+        img, hole, tgt = training_batch(data, idx, gen, target=target, mix=cfg["hole_mix"])
         x = (img * 2 - 1).contiguous(memory_format=cl)
+        tgt = (tgt * 2 - 1).contiguous(memory_format=cl)
         hole = hole.contiguous(memory_format=cl)
         pred = g_net(x, hole)
-        comp = pred * hole + target * (1 - hole)
-        use_adv = it >= warmup
+        comp, l1, hf = inpainter_losses(pred, tgt, hole, cfg)
+        g_loss = cfg["l1_weight"] * l1 + cfg["hf_weight"] * hf
+        use_adv = it >= cfg["warmup"] and cfg["adv_weight"] > 0
         if use_adv:  # critic step on detached composites (hinge loss)
-            d_loss = F.relu(1 - d_net(target, hole)).mean() + F.relu(
-                1 + d_net(comp.detach(), hole)
-            ).mean()
+            d_loss = F.relu(1 - d_net(tgt, hole)).mean() + F.relu(
+                1 + d_net(comp.detach(), hole)).mean()
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-        err = (pred - target).abs()
-        l1 = (err * hole).sum() / hole.sum().clamp_min(1) / 3 * 6 + err.mean()
-        g_loss = l1 - cfg["adv_weight"] * d_net(comp, hole).mean() if use_adv else l1
+            g_loss = g_loss - cfg["adv_weight"] * d_net(comp, hole).mean()
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()
         g_sched.step()
+        d_sched.step()
         losses.append(l1.item())
-        bar.set_postfix(l1=f"{np.mean(losses[-50:]):.3f}", refresh=False)
+        bar.set_postfix(l1=f"{np.mean(losses[-50:]):.3f}", hf=f"{hf.item():.3f}", refresh=False)
         if snapshot_every and (it + 1) % snapshot_every == 0 and it + 1 < iterations:
             # a snapshot in the cache (never the shipped path) to inspect long runs early
             from kit.paths import CACHE_DIR
 
-            save_atomic({"state_dict": g_net.state_dict(), "config": cfg, "stage": desc,
-                         "iteration": it + 1, "seconds": time.time() - t0},
-                        CACHE_DIR / "world_inpainter.snapshot.pt")
-    return losses
-
-
-def train_inpainter(
-    out: str | os.PathLike | None = None, *, progress: bool = False, snapshot_every: int = 0,
-    init: str | os.PathLike | None = None, **overrides,
-) -> dict:
-    """Train :class:`~kit.nets.GatedInpainter` on world ``train`` images and save the checkpoint.
-
-    Two stages: ``iterations`` with half free-form / half object-removal holes (the critic joins
-    after ``warmup``), then ``ft_iterations`` of fine-tuning with a fresh critic and a larger
-    object-removal share ``ft_object_share`` at learning rate ``ft_lr``.
-
-    Args:
-        out: checkpoint path (default ``data/world_inpainter.pt``).
-        progress: show tqdm bars.
-        snapshot_every: if > 0, also save the generator every this many iterations to
-            ``data/cache/world_inpainter.snapshot.pt`` (to evaluate a long run early).
-        init: a checkpoint of this configuration's first stage (``stage1_state_dict`` of a saved
-            checkpoint, or a snapshot saved at the end of stage 1): skip stage 1 and run stage 2
-            only. Stage 2 draws from its own seeds, so the result equals a full run's bits.
-        **overrides: any key of :data:`INPAINTER_DEFAULTS`.
-
-    Returns:
-        The saved checkpoint dict (``state_dict``, ``config``, ``train_seconds``, ``losses``).
-    """
-    from kit.models import WORLD_INPAINTER_PATH, load_state
-
-    cfg = {**INPAINTER_DEFAULTS, **overrides}
-    unknown = set(overrides) - set(INPAINTER_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)}; valid: {sorted(INPAINTER_DEFAULTS)}")
-    t0 = time.time()
-    torch.manual_seed(cfg["seed"])  # weight initialisation draws from the global generator
-    g_net = GatedInpainter(cfg["width"]).to(memory_format=torch.channels_last)
-    data = world.sample(cfg["n_train"], cfg["seed"] + 1000, "train")  # not the classifier's images
-    losses: list[float] = []
-    if init is None:
-        losses += _inpainter_stage(
-            g_net, data, cfg, iterations=cfg["iterations"], lr=cfg["lr"], warmup=cfg["warmup"],
-            object_share=0.5, seed=cfg["seed"], progress=progress, desc="inpainter",
-            snapshot_every=snapshot_every, t0=t0, reseed_global=False,
-        )
-    else:
-        state = load_state(init, "inpainter stage-1", "Pass a checkpoint saved by this function.")
-        g_net.load_state_dict(state.get("stage1_state_dict", state["state_dict"]))
-    stage1 = {kk: v.clone().contiguous() for kk, v in g_net.state_dict().items()}
-    if cfg["ft_iterations"]:
-        losses += _inpainter_stage(
-            g_net, data, cfg, iterations=cfg["ft_iterations"], lr=cfg["ft_lr"], warmup=0,
-            object_share=cfg["ft_object_share"], seed=cfg["seed"] + 1, progress=progress,
-            desc="inpainter fine-tune", snapshot_every=snapshot_every, t0=t0,
-        )
+            save_atomic({"state_dict": g_net.state_dict(), "config": cfg, "iteration": it + 1,
+                         "seconds": time.time() - t0},
+                        CACHE_DIR / f"world_inpainter_{target}.snapshot.pt")
     ckpt = {
         "state_dict": {kk: v.contiguous() for kk, v in g_net.state_dict().items()},
         "config": cfg,
         "train_seconds": time.time() - t0,
         "losses": losses[:: max(1, len(losses) // 200)],
     }
-    if cfg["ft_iterations"]:
-        ckpt["stage1_state_dict"] = stage1
-    save_atomic(ckpt, out or WORLD_INPAINTER_PATH)
+    default = WORLD_REMOVAL_INPAINTER_PATH if target == "removal" else WORLD_INPAINTER_PATH
+    save_atomic(ckpt, out or default)
     return ckpt
 
 
@@ -407,14 +538,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kit.train", description=__doc__.split("\n")[0])
     parser.add_argument("model", choices=["classifier", "inpainter"])
     parser.add_argument("--out", default=None, help="checkpoint path (default: data/world_*.pt)")
+    parser.add_argument("--target", choices=TARGETS, default="completion",
+                        help="inpainter: what fills the holes (default completion)")
     parser.add_argument("--iterations", type=int, default=None, help="inpainter iterations")
     parser.add_argument("--epochs", type=int, default=None, help="classifier epochs")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--init", default=None,
-                        help="inpainter: stage-1 checkpoint; run the fine-tuning stage only")
     parser.add_argument("--snapshot-every", type=int, default=0,
                         help="inpainter: save a snapshot to data/cache every N iterations")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.model == "classifier":
         kw = {} if args.epochs is None else {"epochs": args.epochs}
         ckpt = train_world_classifier(args.out, progress=not args.quiet, **kw)
@@ -422,8 +556,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         kw = {} if args.iterations is None else {"iterations": args.iterations}
         ckpt = train_inpainter(
-            args.out, progress=not args.quiet, snapshot_every=args.snapshot_every,
-            init=args.init, **kw,
+            args.out, target=args.target, progress=not args.quiet,
+            snapshot_every=args.snapshot_every, **kw,
         )
         print(f"final L1 {np.mean(ckpt['losses'][-10:]):.4f} in {ckpt['train_seconds']:.0f} s")
 

@@ -27,7 +27,7 @@ Usage::
 
     from kit.models import load_classifier, load_inpainter
     clf = load_classifier("world")            # shipped checkpoint, trained by kit.train
-    inp = load_inpainter("world")
+    inp = load_inpainter("world")             # completion; "world-removal": removal
     filled = inp(x, keep)
     resnet = load_classifier("resnet50")      # torchvision weights from TORCH_HOME's cache
     lama = load_inpainter("lama", path="big-lama.pt")
@@ -45,7 +45,12 @@ from kit import checks
 from kit.models import places365, torchscript, world
 from kit.models import torchvision as _torchvision
 from kit.models.base import IMAGENET_MEAN, IMAGENET_STD, Classifier, Inpainter, load_state
-from kit.models.world import WORLD_CLASSIFIER_PATH, WORLD_INPAINTER_PATH, WorldInpainter
+from kit.models.world import (
+    WORLD_CLASSIFIER_PATH,
+    WORLD_INPAINTER_PATH,
+    WORLD_REMOVAL_INPAINTER_PATH,
+    WorldInpainter,
+)
 
 __all__ = [
     "CLASSIFIERS",
@@ -54,6 +59,7 @@ __all__ = [
     "INPAINTERS",
     "WORLD_CLASSIFIER_PATH",
     "WORLD_INPAINTER_PATH",
+    "WORLD_REMOVAL_INPAINTER_PATH",
     "Classifier",
     "Inpainter",
     "WorldInpainter",
@@ -74,6 +80,7 @@ names are not listed here (they are only known once torchvision is imported): th
 
 INPAINTERS: dict[str, Callable[..., Inpainter]] = {
     "world": world.world_inpainter,
+    "world-removal": world.world_removal_inpainter,
     "lama": torchscript.load_lama,
     "torchscript": torchscript.load_torchscript,
 }
@@ -131,7 +138,9 @@ def load_inpainter(
     """Load a pixel-space inpainter ``inpainter(images, keep) -> images`` by name.
 
     Args:
-        name: ``"world"`` (shipped checkpoint), ``"lama"`` (a TorchScript big-lama export at
+        name: ``"world"`` (the shipped completion inpainter, the paper's "G"),
+            ``"world-removal"`` (the shipped removal inpainter: true background in every hole),
+            ``"lama"`` (a TorchScript big-lama export at
             ``path``) or ``"torchscript"`` (any TorchScript ``(image, hole_mask) -> image`` file).
             See :func:`available_inpainters`.
         path: model file (world: overrides the shipped file; lama and torchscript: required).
