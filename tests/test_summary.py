@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from kit import report
 
@@ -102,3 +103,49 @@ def test_headline_counts_the_pairs_derived_from_methods(tmp_path, monkeypatch):
     text = summary.write_summary().read_text()
     assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1, X wins 0" in text
     assert "not an X vs X-G pair" not in text
+
+
+def test_summary_reads_as_a_ladder(tmp_path, monkeypatch):
+    # rows = methods, columns = the rungs; an older table without X-R / X-O gets "–" there,
+    # FIDO (no X rung in the paper) a row from its G rung on
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    monkeypatch.setattr(summary, "budget_limited_methods", lambda res=None: set())
+    df = _long({"SP": [0.1, 0.2, 0.3], "SP-G": [0.4, 0.5, 0.6], "SP-R": [0.5, 0.6, 0.7],
+                "SP-O": [0.7, 0.8, 0.9], "LIME": [0.1, 0.1, 0.2], "LIME-G": [0.3, 0.2, 0.2],
+                "FIDO-CA-SDR": [0.2, 0.3, 0.4], "Saliency": [0.5, 0.5, 0.6]}, metric="mass")
+    hib = {"mass": True}
+    table = report.summarize(df, hib)
+    report.save_results("02_localization", df, table, report.compare_pairs(df, hib))
+    text = summary.write_summary().read_text()
+    assert "**Ladder**" in text and "*mass (↑)*" in text
+    assert "| method | X | X-G | X-R | X-O |" in text
+    cell = {r.method: f"{r.mean:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+            for r in table.itertuples()}
+    assert f"| SP | {cell['SP']} | {cell['SP-G']} | {cell['SP-R']} | {cell['SP-O']} |" in text
+    assert f"| LIME | {cell['LIME']} | {cell['LIME-G']} | – | – |" in text
+    assert f"| FIDO-SDR | – | {cell['FIDO-CA-SDR']} | – | – |" in text
+    ladder_part = text[text.index("**Ladder**"):]
+    assert "Saliency" not in ladder_part  # no ladder for methods that remove nothing
+
+
+def test_ladder_flags_budget_limited_methods(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    df = _long({"MP2": [0.1, 0.2, 0.3], "MP2-G": [0.4, 0.5, 0.6]}).assign(remover="gray")
+    hib = {"m": True}
+    report.save_results("03_deletion", df, report.summarize(df, hib, by=("remover", "method")),
+                        report.compare_pairs(df, hib))
+    monkeypatch.setattr(summary, "budget_limited_methods", lambda res=None: {"MP2-G"})
+    text = summary.write_summary().read_text()
+    ladder_part = text[text.index("**Ladder**"):]
+    rows = [line for line in ladder_part.splitlines() if line.startswith("| gray | MP2 |")]
+    assert len(rows) == 1 and rows[0].count("(budget-limited)") == 1
+    assert rows[0].split(" | ")[3].endswith("(budget-limited)")  # the X-G cell
+    # the convergence table read from a run's results folder, tolerant of its absence
+    monkeypatch.undo()
+    pytest.importorskip("kit.studies.convergence")
+    res = tmp_path / "results"
+    pd.DataFrame({"method": ["MP2-G", "MP2"], "status": ["run", "run"],
+                  "passed": [False, True]}).to_csv(res / "convergence.csv", index=False)
+    assert summary.budget_limited_methods(res) == {"MP2-G"}
+    assert summary.budget_limited_methods(tmp_path / "nowhere") == \
+        summary.budget_limited_methods(None)  # falls back to the shipped table (or none)

@@ -9,6 +9,12 @@ pooled ``param == "all"`` rows). The tables themselves come from :mod:`kit.repor
 :data:`kit.report.PAIRS` (derived from ``METHODS``), every other compared pair (FIDO's SSR vs SDR)
 is reported on its own.
 
+Every notebook's methods also read as a **ladder** (:func:`ladder_markdown`): per metric, one row
+per perturbation method and the columns X, X-G, X-R, X-O (the remover rungs of
+:func:`kit.attributors.methods.ladder`), "–" where a rung is absent (older results have X and X-G
+only). A method that :func:`kit.studies.convergence.budget_limited` lists (its map had not
+converged at the run's budget) is flagged "budget-limited" in its cell.
+
 Usage::
 
     python tools/summary.py               # <KIT_OUTPUT or the repository>/results/summary.md
@@ -29,8 +35,8 @@ from kit import report
 from kit.cache import write_atomic_bytes
 from kit.paths import output_root
 
-__all__ = ["write_summary", "notebook_stems", "headline_pairs", "pairs_markdown",
-           "summary_markdown"]
+__all__ = ["write_summary", "notebook_stems", "headline_pairs", "ladder_markdown",
+           "pairs_markdown", "summary_markdown", "budget_limited_methods"]
 
 TIE = "tie"
 """The ``winner`` value of :func:`kit.report.compare_pairs` when the interval contains 0."""
@@ -90,6 +96,83 @@ def summary_markdown(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+RUNG_LABELS = {"X": "X", "G": "X-G", "R": "X-R", "O": "X-O"}
+"""Column label of each ladder rung."""
+
+BUDGET_LIMITED = "budget-limited"
+"""The flag of a method whose map had not converged at the run's budget."""
+
+
+def budget_limited_methods(res: Path | None = None) -> set[str]:
+    """The methods :func:`kit.studies.convergence.budget_limited` lists, or none.
+
+    Reads ``<res>/convergence.csv`` when a run wrote one there, else the study's default table
+    (``docs/results/convergence.csv``). Imported lazily: without the study, or without any
+    table, nothing is flagged.
+    """
+    try:
+        from kit.studies.convergence import budget_limited
+    except ImportError:
+        return set()
+    local = None if res is None else Path(res) / "convergence.csv"
+    try:
+        found = budget_limited(local) if local is not None and local.exists() else budget_limited()
+    except (FileNotFoundError, KeyError, ValueError, pd.errors.EmptyDataError):
+        return set()
+    return set(found)
+
+
+def ladder_markdown(summary: pd.DataFrame, limited: set[str] | frozenset = frozenset()
+                    ) -> list[str]:
+    """One table per metric: rows = perturbation methods, columns = the rungs X, X-G, X-R, X-O.
+
+    Cells are ``mean [low, high]`` (``mean`` alone without CIs), "–" for a rung absent from the
+    table, with " (budget-limited)" for a method in ``limited``. Other grouping columns of the
+    table (``set``, ``remover``, ``param``) lead each row. Empty when no ladder method is in the
+    table.
+
+    Args:
+        summary: a :func:`kit.report.summarize` table (``method``, ``metric``, ``mean``, ...).
+        limited: method names to flag as budget-limited.
+    """
+    from kit.attributors.methods import RUNGS, ladder
+
+    if "method" not in summary.columns or not {"metric", "mean"} <= set(summary.columns):
+        return []
+    lad = ladder(set(summary["method"]))
+    if not lad:
+        return []
+    extra = [c for c in summary.columns if c not in (*_SUMMARY_COLUMNS, "method", "n_nan")]
+    has_ci = {"ci_low", "ci_high"} <= set(summary.columns)
+    directions = (dict(zip(summary["metric"], summary["higher_is_better"], strict=False))
+                  if "higher_is_better" in summary.columns else {})
+    arrow = {True: " (↑)", False: " (↓)"}
+    lines: list[str] = []
+    for metric, g in summary.groupby("metric", sort=False):
+        cells: dict[tuple, dict[str, str]] = {}
+        for r in g.itertuples(index=False):
+            d = r._asdict()
+            for base, rungs in lad.items():
+                for rung, name in rungs.items():
+                    if name != d["method"]:
+                        continue
+                    text = (f"{_fmt(d['mean'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]"
+                            if has_ci else _fmt(d["mean"]))
+                    if name in limited:
+                        text += f" ({BUDGET_LIMITED})"
+                    cells.setdefault((*[d[c] for c in extra], base), {})[rung] = text
+        if not cells:
+            continue
+        head = [*extra, "method", *(RUNG_LABELS[r] for r in RUNGS)]
+        lines += [f"*{metric}{arrow.get(directions.get(metric), '')}*", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for key, row in cells.items():
+            lines.append("| " + " | ".join([*map(str, key), *(row.get(r, "–") for r in RUNGS)])
+                         + " |")
+        lines.append("")
+    return lines[:-1] if lines else []
+
+
 def notebook_stems(res: Path) -> list[str]:
     """One stem per notebook: of the ``NN_*.csv`` files sharing a two-digit prefix, the one that
     prefixes the others (``02_localization``, not its auxiliary ``02_localization_thresholds``)."""
@@ -141,10 +224,11 @@ def write_summary(
 
     For every ``results/NN_*.csv`` summary (in notebook order): the X vs X-G table from
     ``NN_*_pairs.csv`` when present, the methods × metrics table, and links to the notebook's first
-    figures under ``figures/NN_*/``. A headline counts X-G wins, X wins and ties over the
-    :data:`kit.report.PAIRS` rows of all tables and metrics (pooled over hyperparameters where a
-    table also has per-hyperparameter rows; other compared pairs apart); wall times come from
-    ``results/run_times.csv`` when ``make run`` wrote it.
+    figures under ``figures/NN_*/``, then the ladder tables (:func:`ladder_markdown`), methods
+    that :func:`budget_limited_methods` lists flagged. A headline counts X-G wins, X wins and ties
+    over the :data:`kit.report.PAIRS` rows of all tables and metrics (pooled over
+    hyperparameters where a table also has per-hyperparameter rows; other compared pairs apart);
+    wall times come from ``results/run_times.csv`` when ``make run`` wrote it.
 
     Args:
         root: output root (default: :func:`kit.paths.output_root`).
@@ -165,6 +249,7 @@ def write_summary(
              ""]
     all_pairs = []
     body: list[str] = []
+    limited = budget_limited_methods(res)
     for stem in notebook_stems(res):
         tables = report.load_results(stem, root=root)
         body += [f"## {stem}", ""]
@@ -175,6 +260,10 @@ def write_summary(
             md = summary_markdown(tables["summary"])
             if md:
                 body += ["**All methods**", "", *md, ""]
+            md = ladder_markdown(tables["summary"], limited)
+            if md:
+                body += ["**Ladder** (remover rungs: X gray/blur, X-G completion inpainter, "
+                         "X-R removal inpainter, X-O true background)", "", *md, ""]
         figs = sorted((root / "figures" / stem).glob("*.png"))[:figures_per_notebook]
         for f in figs:
             rel = os.path.relpath(f, out.parent)
