@@ -290,12 +290,17 @@ def sanity_check(model, x: torch.Tensor, boxes: torch.Tensor, target, *, seed: i
     diff = float(d.mean()) if d.size else float("nan")
     low, high = bootstrap_ci(d, seed=seed)
     valid = bool(np.isfinite(high) and high < 0)
-    verdict = (
-        f"{'valid' if valid else 'INVALID'} for this classifier: the true object box scores "
-        f"{rows[0]['saliency_metric']:.2f}, the full image {rows[1]['saliency_metric']:.2f} "
-        f"(true box - full image {diff:+.2f} [{low:+.2f}, {high:+.2f}], lower is better; the "
-        f"metric promises a negative difference"
-        + ("" if valid else ", so it ranks maps by box size here, not by faithfulness") + ")")
+    numbers = (f"true box {rows[0]['saliency_metric']:.2f}, full image "
+               f"{rows[1]['saliency_metric']:.2f}; true box - full image {diff:+.2f} "
+               f"[{low:+.2f}, {high:+.2f}], lower is better")
+    if valid:
+        verdict = f"valid for this classifier: the true object box beats the full image ({numbers})"
+    elif np.isfinite(low) and low > 0:
+        verdict = (f"INVALID for this classifier: the full image beats the true object box "
+                   f"({numbers}), so the metric rewards large boxes here, not faithful maps")
+    else:
+        verdict = (f"INVALID for this classifier (not shown valid): the true object box does not "
+                   f"beat the full image with 95% confidence ({numbers})")
     return SanityCheck(table=pd.DataFrame(rows), per_image=pd.concat(frames, ignore_index=True),
                        diff=diff, diff_ci=(low, high), valid=valid, verdict=verdict)
 

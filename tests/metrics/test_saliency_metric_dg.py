@@ -128,6 +128,7 @@ def test_sanity_check_flags_a_zoom_averse_classifier_invalid():
     assert list(t.index) == list(smod.SANITY_BOXES)
     assert t.loc["true box", "saliency_metric"] > t.loc["full image", "saliency_metric"]
     assert not bad.valid and bad.diff > 0 and bad.verdict.startswith("INVALID")
+    assert "the full image beats the true object box" in bad.verdict   # CI above 0
     assert (t["n"] == 6).all() and (t["n_nan"] == 0).all()
     assert set(bad.per_image["method"]) == set(smod.SANITY_BOXES)
     # a classifier that recognises the zoomed object: the true box beats the full image
