@@ -288,14 +288,20 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--profile", default="full")
     parser.add_argument("--n-images", type=int, default=16)
     parser.add_argument("--factor", type=int, default=4)
+    parser.add_argument("--budget", type=int, default=0,
+                        help="check this B instead of the profile's (0: the profile's), to try "
+                             "a raised budget before putting it in the profile")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    extra = None
+    if args.budget:
+        extra = {m: {budget_of(m, args.profile)[0]: args.budget} for m in budgeted(args.methods)}
     table = check_budgets(args.methods, args.profile, args.n_images, args.factor, args.seed,
-                          cache=not args.no_cache, progress=True)
+                          overrides=extra, cache=not args.no_cache, progress=True)
     out = write_table(table, args.out, profile=args.profile)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(out)
