@@ -522,7 +522,13 @@ def _run_on(client, grid: Grid, todo: list[GridRun], grid_dir: Path) -> list[dic
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    source = grid.notebook.read_text(encoding="utf-8")
+    # The notebook travels with each task without its outputs (papermill recomputes them), so
+    # that a notebook with figures does not make every task megabytes large.
+    nb = json.loads(grid.notebook.read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    source = json.dumps(nb)
     futures = {
         client.submit(execute_grid_run,
                       dict(run=r.run, stem=grid.notebook.stem, source=source, params=r.params,
