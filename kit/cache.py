@@ -34,6 +34,8 @@ import hashlib
 import io
 import json
 import os
+import time
+import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,10 +44,13 @@ import torch
 
 __all__ = [
     "cache_root", "path", "digest", "tensor_bytes", "model_digest", "file_digest", "code_digest",
-    "write", "read", "write_atomic_bytes",
+    "write", "read", "write_atomic_bytes", "remove_partial", "TMP_MARK",
 ]
 
 _FORMAT = "kit-cache-1"
+TMP_MARK = ".tmp-"
+"""Marks the hidden temporary files (``.<name>.tmp-<random>``) that :func:`write_atomic_bytes`
+renames into place; one left behind was being written by a process that was killed."""
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -140,7 +145,9 @@ def write_atomic_bytes(data: bytes, file: str | os.PathLike) -> Path:
     """Write ``data`` to ``file`` through a same-folder temporary file and a rename."""
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}-{id(data):x}")
+    # a name no other writer can hold: workers on different machines sharing the cache folder
+    # may have the same pid
+    tmp = file.with_name(f".{file.name}{TMP_MARK}{uuid.uuid4().hex}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -193,3 +200,27 @@ def read(file: str | os.PathLike, *, warn: bool = True):
             warnings.warn(f"cache entry {file} is unreadable or corrupted ({err}); recomputing it",
                           RuntimeWarning, stacklevel=2)
         return None
+
+
+def remove_partial(folder: str | os.PathLike, *, older_than: float = 3600.0) -> list[Path]:
+    """Delete temporary files that killed writers left in ``folder`` (recursively).
+
+    Such files are never read as entries (entries appear only by rename), so leaving them is
+    safe; this only reclaims their space. Files younger than ``older_than`` seconds are kept: a
+    live writer (another worker) may still be about to rename them.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now, gone = time.time(), []
+    for f in folder.rglob(f".*{TMP_MARK}*"):
+        try:
+            if now - f.stat().st_mtime >= older_than:
+                f.unlink()
+                gone.append(f)
+        except FileNotFoundError:  # renamed or removed meanwhile by its writer
+            continue
+    return gone

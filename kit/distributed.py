@@ -174,8 +174,8 @@ def map_tasks(fn: Callable, tasks: Iterable, *, client=None, shared: Mapping | N
         return []
     distributed = _dask()
     # one copy per worker; hash=False: a fresh key, so an edited model is never confused with
-    # an earlier scatter of another object
-    futs = {k: client.scatter(v, broadcast=True, hash=False) for k, v in shared.items()}
+    # an earlier scatter of another object; [v]: a dict or list is sent whole, not per element
+    futs = {k: client.scatter([v], broadcast=True, hash=False)[0] for k, v in shared.items()}
     run = uuid.uuid4().hex[:8]
     keys = [f"{desc}-{run}-{i}" for i in range(len(tasks))]
     futures = client.map(fn, tasks, key=keys, retries=retries, pure=False, **futs)

@@ -15,6 +15,16 @@ everything that can change a map:
 ``batch_size`` is not part of the key: every attributor returns the same map whatever its batch
 size (tested in ``tests/attributors/test_contract.py``). Files are written atomically and read with
 ``weights_only=True``. ``cache=False`` computes without reading or writing.
+
+**Tasks.** The work is one task per (method, chunk) (:func:`map_task`), run by
+:func:`kit.distributed.map_tasks`: in this process (``client=None``), or on a Dask cluster, where
+the classifier goes to each worker once and every task reads and writes its own cache entry (the
+client computes the entry's path, so workers must share the cache folder at the same path). A
+chunk's seed is the call's ``seed``, whoever runs it, so cluster maps equal serial ones.
+
+**True backgrounds.** A method whose remover needs them (``oracle``:
+:attr:`kit.removers.Remover.needs_backgrounds`) gets each chunk's slice of ``backgrounds=``, and
+those bytes are part of the chunk's key.
 """
 
 from __future__ import annotations
@@ -24,13 +34,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from kit import cache
 from kit.checks import images
 from kit.maps import Maps, method_geometry
 
-__all__ = ["compute_maps", "cache_key", "CHUNK", "cache_dir", "SOURCES"]
+__all__ = ["compute_maps", "cache_key", "map_task", "needs_backgrounds", "CHUNK", "cache_dir",
+           "SOURCES"]
 
 CHUNK = 16
 """Images per cached chunk (a divisor of the usual image counts keeps chunks shareable)."""
@@ -46,9 +56,11 @@ def cache_dir() -> Path:
 
 
 def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
-              target: torch.Tensor, seed: int) -> str | None:
+              target: torch.Tensor, seed: int, backgrounds: torch.Tensor | None = None
+              ) -> str | None:
     """The chunk's cache key, or None when the configuration cannot be keyed (e.g. a remover
-    object instead of a name)."""
+    object instead of a name). ``backgrounds`` (the chunk's true backgrounds, for removers that
+    need them) are hashed too; None leaves the key as it was without them."""
     if not all(isinstance(v, (str, int, float, bool, type(None), tuple, list)) for v in
                config.values()):
         return None
@@ -58,7 +70,62 @@ def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
 
     # shipped checkpoints the remover's fills depend on (a retrained inpainter changes the maps)
     parts += [cache.file_digest(f) for f in remover_files(config.get("remover"))]
+    if backgrounds is not None:
+        parts += ["backgrounds", backgrounds]
     return cache.digest(*parts)
+
+
+def needs_backgrounds(remover) -> bool:
+    """True when the remover (a :data:`kit.removers.REMOVERS` name) fills from true backgrounds."""
+    from kit.removers import REMOVERS
+
+    return isinstance(remover, str) and bool(getattr(REMOVERS.get(remover), "needs_backgrounds",
+                                                     False))
+
+
+def _explain_takes_backgrounds() -> bool:
+    import inspect
+
+    from kit.attributors import explain
+
+    return "backgrounds" in inspect.signature(explain).parameters
+
+
+def map_task(task: Mapping, *, model) -> tuple[torch.Tensor, float]:
+    """One (method, chunk) of :func:`compute_maps`: the cached map, or compute and store it.
+
+    Args:
+        task: ``name`` (method), ``x`` ``(n,3,H,W)``, ``target`` ``(n,)``, ``kw`` (the
+            attributor's overrides with ``seed``), ``remover`` (the configured remover name),
+            ``backgrounds`` (``(n,3,H,W)`` or None) and ``path`` (the cache entry, or None).
+        model: the classifier (shared: scattered once per worker on a cluster).
+
+    Returns:
+        ``((n,1,h,w) map on the CPU, seconds spent computing)``; 0 s when read from the cache.
+    """
+    from kit import cache as store
+    from kit.attributors import explain
+
+    path = task["path"]
+    if path is not None:
+        sal = store.read(path)
+        if isinstance(sal, torch.Tensor):
+            return sal, 0.0
+    xs, ts, kw, bs = task["x"], task["target"], dict(task["kw"]), task["backgrounds"]
+    t0 = time.perf_counter()
+    if bs is not None:
+        if _explain_takes_backgrounds():
+            kw["backgrounds"] = bs
+        else:  # explain without backgrounds=: the oracle remover built here, as explain would
+            from kit.removers import get_remover
+
+            kw["remover"] = get_remover(task["remover"], model=model,
+                                        size=tuple(xs.shape[-2:]), backgrounds=bs)
+    sal = explain(task["name"], model, xs, ts, **kw).detach().cpu()
+    spent = time.perf_counter() - t0
+    if path is not None:
+        store.write(sal, path)  # atomic: a rerun of this task (its worker died) rewrites it whole
+    return sal, spent
 
 
 def compute_maps(
@@ -73,6 +140,8 @@ def compute_maps(
     cache: bool = True,
     progress: bool = False,
     timings: dict | None = None,
+    backgrounds: torch.Tensor | None = None,
+    client=None,
 ) -> Maps:
     """Maps of every method in ``names`` for the images ``x``, with their geometry.
 
@@ -89,7 +158,11 @@ def compute_maps(
         cache: read and write ``<cache root>/maps``.
         progress: a tqdm bar over (method, chunk) steps.
         timings: if a dict is given, it receives ``{name: seconds spent computing}`` (0 for a
-            method served entirely from the cache).
+            method served entirely from the cache; on a cluster, the sum over its tasks).
+        backgrounds: ``(N,3,H,W)`` true backgrounds aligned with ``x`` (``WorldBatch.backgrounds``),
+            needed by methods whose remover fills from them (``oracle``); sliced per chunk.
+        client: None = in this process; a ``distributed.Client`` = one task per (method,
+            chunk) on the cluster (:func:`kit.distributed.map_tasks`), with the same maps.
 
     Returns:
         :class:`kit.maps.Maps`: ``{name: (N,1,h,w) float tensor}`` in the order of ``names``,
@@ -97,10 +170,12 @@ def compute_maps(
         every metric and plot turns the same map into the same pixels.
 
     Raises:
-        ValueError: unknown method name, bad ``overrides`` key, or mismatched ``target``.
+        ValueError: unknown method name, bad ``overrides`` key, mismatched ``target`` or
+            ``backgrounds``, or a method that needs true backgrounds without ``backgrounds``.
     """
     from kit import cache as store
-    from kit.attributors import METHODS, explain
+    from kit.attributors import METHODS
+    from kit.distributed import map_tasks
 
     use_cache = cache
     names = list(names)
@@ -119,37 +194,46 @@ def compute_maps(
     if target.shape != (n,):
         raise ValueError(
             f"target: expected an int or shape ({n},), got shape {tuple(target.shape)}")
+    if backgrounds is not None:
+        images("backgrounds", backgrounds)
+        if backgrounds.shape != x.shape:
+            raise ValueError(f"backgrounds: expected shape {tuple(x.shape)} (aligned with x), "
+                             f"got {tuple(backgrounds.shape)}")
+        backgrounds = backgrounds.detach().cpu()
 
     digest = store.model_digest(model) if use_cache else ""
     chunks = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
-    bar = tqdm(total=len(names) * len(chunks), desc="maps", disable=not progress, leave=False)
-    out = Maps()
+    tasks = []
     for name in names:
         m = METHODS[name]
         config = {"attributor": m.attributor, "remover": m.remover, **m.params,
                   **dict(overrides.get(name, {}))}
+        oracle = needs_backgrounds(config["remover"])
+        if oracle and backgrounds is None:
+            raise ValueError(
+                f"names: method {name!r} fills removed pixels from the true backgrounds "
+                f"(remover {config['remover']!r}); pass backgrounds= (e.g. "
+                f"WorldBatch.backgrounds), aligned with x")
         # the uniform signature: every attributor takes seed (and batch_size), no inspection
         kw = {**dict(overrides.get(name, {})), "seed": seed}
         if batch_size is not None:
             kw["batch_size"] = batch_size
-        spent = 0.0
-        parts = []
         for s, e in chunks:
-            xs, ts = x[s:e], target[s:e]
-            key = cache_key(name, config, digest, xs, ts, seed) if use_cache else None
-            path = cache_dir() / f"{name}-{key}.pt" if key else None
-            sal = store.read(path) if path is not None else None
-            if sal is None:
-                t0 = time.perf_counter()
-                sal = explain(name, model, xs, ts, **kw).detach().cpu()
-                spent += time.perf_counter() - t0
-                if path is not None:
-                    store.write(sal, path)
-            parts.append(sal)
-            bar.update(1)
-        out[name] = torch.cat(parts)
+            # clones: a task carries its chunk's bytes only, not the whole batch's storage
+            xs, ts = x[s:e].detach().cpu().clone(), target[s:e].clone()
+            bs = backgrounds[s:e].clone() if oracle else None
+            key = cache_key(name, config, digest, xs, ts, seed, bs) if use_cache else None
+            tasks.append({"name": name, "x": xs, "target": ts, "kw": kw,
+                          "remover": config["remover"], "backgrounds": bs,
+                          "path": str(cache_dir() / f"{name}-{key}.pt") if key else None})
+    results = map_tasks(map_task, tasks, client=client, shared={"model": model},
+                        progress=progress, desc="maps")
+    out = Maps()
+    per = len(chunks)
+    for i, name in enumerate(names):
+        done = results[i * per:(i + 1) * per]
+        out[name] = torch.cat([sal for sal, _ in done])
         out.geometry[name] = method_geometry(name, tuple(x.shape[-2:]), overrides.get(name))
         if timings is not None:
-            timings[name] = spent
-    bar.close()
+            timings[name] = float(sum(sec for _, sec in done))
     return out

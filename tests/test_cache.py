@@ -49,16 +49,45 @@ def _writer(path: str, rounds: int) -> None:
 
 def test_two_processes_writing_one_key(tmp_path):
     """Two writers of the same key never leave a partial or corrupted entry."""
+    import warnings
+
     f = tmp_path / "same.pt"
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(str(f), 20)) for _ in range(2)]
     for p in procs:
         p.start()
-    for _ in range(200):  # read while they write: every visible file is complete
-        got = cache.read(f, warn=False)
-        assert got is None or torch.equal(got, torch.arange(50_000.0))
+    seen = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a corrupted read would warn: make it fail the test
+        for _ in range(400):  # read while they write: every visible file is complete
+            if f.exists():
+                assert torch.equal(cache.read(f), torch.arange(50_000.0))
+                seen += 1
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
     assert torch.equal(cache.read(f), torch.arange(50_000.0))
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def _killed_writer(path: str) -> None:
+    """Write one entry, then die between writing the temporary file and renaming it."""
+    import os
+
+    cache.write(torch.zeros(10), path)
+    os.replace = lambda *a: os._exit(3)  # the next write is killed just before its rename
+    cache.write(torch.ones(10), path)
+
+
+def test_writer_killed_mid_write_leaves_the_old_entry_and_a_removable_temp(tmp_path):
+    f = tmp_path / "k.pt"
+    p = mp.get_context("spawn").Process(target=_killed_writer, args=(str(f),))
+    p.start()
+    p.join(timeout=120)
+    assert p.exitcode == 3
+    assert torch.equal(cache.read(f), torch.zeros(10))  # the complete earlier entry, no warning
+    left = list(tmp_path.glob(f".*{cache.TMP_MARK}*"))
+    assert len(left) == 1 and left[0].stat().st_size > 0
+    assert cache.remove_partial(tmp_path) == []  # too young: a live writer may still rename it
+    assert cache.remove_partial(tmp_path, older_than=0) == left
+    assert not left[0].exists() and f.exists()

@@ -225,9 +225,19 @@ def insertion_curve(model, x: torch.Tensor, sal: torch.Tensor, target, *,
     return deletion_curve(model, x, sal, target, remover=remover, mode="insertion", **kwargs)
 
 
+def _curve_task(task, *, model, x, target, removers):
+    """One (remover, method) curve of :func:`curve_table` (a :func:`kit.distributed.map_tasks`
+    task: the classifier, images and removers are shared, the map and its geometry travel)."""
+    g = dict(task["geometry"])
+    return deletion_curve(model, x, task["sal"], target, remover=removers[task["remover"]],
+                          mode=task["mode"], steps=task["steps"], batch_size=task["batch_size"],
+                          upsample_mode=g.pop("mode"), **g)
+
+
 def curve_table(model, x: torch.Tensor, maps: dict, target, removers, *, mode: str = "deletion",
                 steps: int = 28, batch_size: int = 256, progress: bool = False,
-                backgrounds: torch.Tensor | None = None, upsample_mode: str | None = None):
+                backgrounds: torch.Tensor | None = None, upsample_mode: str | None = None,
+                client=None):
     """Curves of every map under every remover, and their per-image AUCs as a long table.
 
     Args:
@@ -236,9 +246,13 @@ def curve_table(model, x: torch.Tensor, maps: dict, target, removers, *, mode: s
             :func:`kit.mapcache.compute_maps` returns) brings each map's geometry, so SP grids
             are spread by coverage.
         removers: remover names (or a name -> remover mapping); ``oracle`` uses ``backgrounds``.
-        mode, steps, batch_size, progress: as in :func:`deletion_curve`.
+        mode, steps, batch_size, progress: as in :func:`deletion_curve` (``progress``: a bar
+            over curves).
         upsample_mode: None (default) = each map's own geometry (:mod:`kit.maps`); a mode name
             forces it for every map.
+        client: None = in this process; a ``distributed.Client`` = one task per (remover,
+            method) curve (:func:`kit.distributed.map_tasks`; the classifier, images and
+            removers go to each worker once), with the same curves.
 
     Returns:
         ``(per_image, curves)``: DataFrame ``image, method, remover, metric, value`` (metric
@@ -247,20 +261,25 @@ def curve_table(model, x: torch.Tensor, maps: dict, target, removers, *, mode: s
     import numpy as np
     import pandas as pd
 
+    from kit.distributed import map_tasks
+
     if isinstance(removers, str):
         raise TypeError(f"removers must be a list of names or a mapping, got the string "
                         f"{removers!r}")
     named = dict(removers) if hasattr(removers, "items") else {r: r for r in removers}
     built = {k: resolve_remover(v, model, backgrounds=backgrounds) for k, v in named.items()}
-    frames, curves = [], {}
-    for rname, rem in built.items():
+    tasks = []
+    for rname in built:
         for name, sal in maps.items():
             g = geometry_of(maps, name) if upsample_mode is None else {"mode": upsample_mode}
-            c = deletion_curve(model, x, sal, target, remover=rem, mode=mode, steps=steps,
-                               batch_size=batch_size, progress=progress,
-                               upsample_mode=g.pop("mode"), **g)
-            curves[name, rname] = c
-            frames.append(pd.DataFrame({"image": np.arange(x.shape[0]), "method": name,
-                                        "remover": rname, "metric": c.metric,
-                                        "value": c.auc.double().numpy()}))
+            tasks.append({"remover": rname, "method": name, "sal": sal, "geometry": g,
+                          "mode": mode, "steps": steps, "batch_size": batch_size})
+    done = map_tasks(_curve_task, tasks, client=client, progress=progress, desc=mode,
+                     shared={"model": model, "x": x, "target": target, "removers": built})
+    frames, curves = [], {}
+    for task, c in zip(tasks, done, strict=True):
+        curves[task["method"], task["remover"]] = c
+        frames.append(pd.DataFrame({"image": np.arange(x.shape[0]), "method": task["method"],
+                                    "remover": task["remover"], "metric": c.metric,
+                                    "value": c.auc.double().numpy()}))
     return pd.concat(frames, ignore_index=True), curves

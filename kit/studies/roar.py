@@ -65,12 +65,12 @@ Usage::
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from kit import cache as disk
 from kit import checks
@@ -186,6 +186,7 @@ def estimator_maps(
     cache: bool = True,
     progress: bool = False,
     timings: dict | None = None,
+    client=None,
 ) -> dict[str, torch.Tensor]:
     """Pixel-level maps of every estimator, through :func:`kit.mapcache.compute_maps`.
 
@@ -201,6 +202,7 @@ def estimator_maps(
         cache: use the on-disk map cache (:mod:`kit.mapcache`).
         progress: tqdm bar.
         timings: if a dict, receives ``{name: seconds spent computing}``.
+        client: a ``distributed.Client`` to compute the maps on (None: in this process).
 
     Returns:
         ``{name: (N,1,H,W) float32}`` on the CPU, at the image's resolution (each map through
@@ -218,7 +220,7 @@ def estimator_maps(
     if target is None:
         target = _predict(model, x, batch_size or 256)
     maps = compute_maps(names, model, x, target, overrides=ov, seed=seed, batch_size=batch_size,
-                        cache=cache, progress=progress, timings=timings)
+                        cache=cache, progress=progress, timings=timings, client=client)
     size = tuple(x.shape[-2:])
     # each map reaches pixels by the geometry it was computed with (coverage for SP grids)
     return {n: maps.pixels(n, size).float().cpu() for n in names}
@@ -350,6 +352,34 @@ def _trained_accuracy(xtr, ytr, xte, yte, seed, options, cache: bool) -> tuple[f
     return acc, seconds
 
 
+_MEMO: dict = {}
+"""The last modified data sets this process made ({(run, fill, estimator, mode, fraction):
+(train, test)}): the retrainings of one configuration differ only by seed and run one after
+another, so they share one modification instead of remaking it per seed."""
+
+
+def _retraining_task(task, *, model, xtr, ytr, xte, yte, maps, options, cache):
+    """One retraining of :func:`run_roar` (a :func:`kit.distributed.map_tasks` task): modify the
+    data sets of the task's configuration (or take the unmodified ones), retrain, test.
+
+    Returns:
+        ``(test accuracy, seconds)``.
+    """
+    if task["estimator"] == "none":
+        return _trained_accuracy(_quantize(xtr), ytr, _quantize(xte), yte, task["seed"], options,
+                                 cache)
+    key = (task["run"], task["fill"], task["estimator"], task["mode"], task["fraction"])
+    if key not in _MEMO:
+        _MEMO.clear()  # one configuration at a time: the memo never holds more than two sets
+        str_, ste = maps[task["estimator"]]
+        _MEMO[key] = (_modified(xtr, str_, task["fraction"], task["mode"], task["fill"], model,
+                                cache),
+                      _modified(xte, ste, task["fraction"], task["mode"], task["fill"], model,
+                                cache))
+    dtr, dte = _MEMO[key]
+    return _trained_accuracy(dtr, ytr, dte, yte, task["seed"], options, cache)
+
+
 # ----------------------------------------------------------------------------------------------
 # the experiment
 # ----------------------------------------------------------------------------------------------
@@ -374,6 +404,7 @@ def run_roar(
     map_seed: int = 0,
     cache: bool = True,
     progress: bool = False,
+    client=None,
 ) -> pd.DataFrame:
     """ROAR / KAR accuracies for every (estimator, mode, fill, fraction, retraining seed).
 
@@ -400,11 +431,17 @@ def run_roar(
         map_seed: seed of the stochastic estimators (the random map, SmoothGrad noise).
         cache: reuse/store maps, expensive modified data sets and retraining results on disk.
         progress: tqdm bar over retrainings.
+        client: None = in this process; a ``distributed.Client`` = one task per retraining
+            (:func:`kit.distributed.map_tasks`: the classifier, images and maps go to each
+            worker once; a task modifies its data set itself, from the cache when it is
+            expensive), with the same table. The estimator maps are computed before, through
+            :func:`kit.mapcache.compute_maps` with the same client.
 
     Returns:
         Long DataFrame with columns ``estimator, mode, fill, fraction, seed, accuracy, seconds``
         (``seconds``: wall time of that retraining and test, or of the run that filled the cache).
     """
+    from kit.distributed import map_tasks
     from kit.removers import get_remover
 
     estimators = _check_names(estimators)
@@ -429,33 +466,26 @@ def run_roar(
     maps = dict(maps or {})
     missing = [e for e in estimators if e not in maps]
     if missing:
-        kw = dict(profile=profile, overrides=map_overrides, seed=map_seed, cache=cache)
+        kw = dict(profile=profile, overrides=map_overrides, seed=map_seed, cache=cache,
+                  client=client)
         mtr = estimator_maps(missing, model, xtr, **kw)
         mte = estimator_maps(missing, model, xte, **kw)
         maps.update({e: (mtr[e], mte[e]) for e in missing})
 
-    total = len(seeds) * (1 + len(estimators) * len(modes) * len(fills) * len(fractions))
-    bar = tqdm(total=total, desc="ROAR retrainings", disable=not progress)
-    rows = []
-    qtr, qte = _quantize(xtr), _quantize(xte)  # the reference data go through the same storage
-    for seed in seeds:
-        acc, sec = _trained_accuracy(qtr, ytr, qte, yte, seed, options, cache)
-        rows.append(dict(estimator="none", mode="none", fill="none", fraction=0.0, seed=seed,
-                         accuracy=acc, seconds=sec))
-        bar.update()
-    for fill in fills:
-        for est in estimators:
-            str_, ste = maps[est]
-            for mode in modes:
-                for frac in fractions:
-                    dtr = _modified(xtr, str_, frac, mode, fill, model, cache)
-                    dte = _modified(xte, ste, frac, mode, fill, model, cache)
-                    for seed in seeds:
-                        acc, sec = _trained_accuracy(dtr, ytr, dte, yte, seed, options, cache)
-                        rows.append(dict(estimator=est, mode=mode, fill=fill, fraction=frac,
-                                         seed=seed, accuracy=acc, seconds=sec))
-                        bar.update()
-    bar.close()
+    # one task per retraining, in the serial order (seeds innermost); the reference rows first
+    run = uuid.uuid4().hex  # names this call's data sets in the per-process memo
+    tasks = [dict(estimator="none", mode="none", fill="none", fraction=0.0, seed=seed)
+             for seed in seeds]
+    tasks += [dict(estimator=est, mode=mode, fill=fill, fraction=frac, seed=seed, run=run)
+              for fill in fills for est in estimators for mode in modes for frac in fractions
+              for seed in seeds]
+    shared = dict(model=model, xtr=xtr, ytr=ytr, xte=xte, yte=yte, maps=maps, options=options,
+                  cache=cache)
+    done = map_tasks(_retraining_task, tasks, client=client, shared=shared, progress=progress,
+                     desc="ROAR retrainings")
+    _MEMO.clear()  # in-process runs: free the last data sets
+    rows = [{**{k: v for k, v in task.items() if k != "run"}, "accuracy": acc, "seconds": sec}
+            for task, (acc, sec) in zip(tasks, done, strict=True)]
     return pd.DataFrame(rows, columns=["estimator", "mode", "fill", "fraction", "seed",
                                        "accuracy", "seconds"])
 
