@@ -124,3 +124,39 @@ def test_batch_size_reaches_every_method(tmp_path, monkeypatch, toy_classifier):
     ref = mapcache.compute_maps(["random", "Saliency"], model, x, t, cache=False)
     for name in ("random", "Saliency"):
         torch.testing.assert_close(got[name], ref[name])
+
+
+def test_oracle_methods_need_backgrounds_and_key_them(tmp_path, monkeypatch, toy_classifier):
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    ov = {"SP-O": {"window": 4, "stride": 4}}
+    with pytest.raises(ValueError, match=r"'SP-O'.*true backgrounds.*pass backgrounds="):
+        mapcache.compute_maps(["SP-O"], model, x, t, overrides=ov)
+    with pytest.raises(ValueError, match=r"backgrounds: expected shape \(3, 3, 16, 16\)"):
+        mapcache.compute_maps(["SP-O"], model, x, t, overrides=ov, backgrounds=x[:2])
+    bg = torch.rand(x.shape, generator=torch.Generator().manual_seed(5))
+    a = mapcache.compute_maps(["SP-O"], model, x, t, overrides=ov, backgrounds=bg)
+    ref = explain("SP-O", model, x, t, seed=0, backgrounds=bg, **ov["SP-O"])
+    assert torch.equal(a["SP-O"], ref)
+    b = mapcache.compute_maps(["SP-O"], model, x, t, overrides=ov, backgrounds=bg.flip(0))
+    assert not torch.equal(a["SP-O"], b["SP-O"])  # other backgrounds: another entry, other map
+    assert len(list((tmp_path / "maps").glob("*.pt"))) == 2
+    # a method that needs no backgrounds ignores them: same key as without
+    mapcache.compute_maps(["Saliency"], model, x, t, backgrounds=bg)
+    mapcache.compute_maps(["Saliency"], model, x, t)
+    assert len(list((tmp_path / "maps").glob("*.pt"))) == 3
+
+
+def test_corrupted_entry_is_warned_about_and_recomputed(tmp_path, monkeypatch, toy_classifier):
+    from kit import cache
+
+    model, x, t = _setup(tmp_path, monkeypatch, toy_classifier)
+    a = mapcache.compute_maps(["Saliency"], model, x, t)
+    (f,) = (tmp_path / "maps").glob("*.pt")
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    times = {}
+    with pytest.warns(RuntimeWarning, match="corrupted"):
+        b = mapcache.compute_maps(["Saliency"], model, x, t, timings=times)
+    assert torch.equal(a["Saliency"], b["Saliency"]) and times["Saliency"] > 0
+    assert torch.equal(cache.read(f), a["Saliency"])  # overwritten with a sound entry
