@@ -231,7 +231,8 @@ def write_table(table: pd.DataFrame, path, *, profile: str = "full", merge: bool
     """Write ``table`` to ``path`` (CSV, atomically), one row per budgeted method of METHODS.
 
     Rows of ``table`` replace the file's rows of the same method (``merge``); budgeted methods in
-    neither get a row whose status is ``note`` (so the file says which rows were not run).
+    neither get a row whose status is ``note`` (so the file says which rows were not run), with
+    the profile's current budget.
 
     Returns:
         The table written.
@@ -245,7 +246,7 @@ def write_table(table: pd.DataFrame, path, *, profile: str = "full", merge: bool
     for name in budgeted():
         if name in new.index:
             rows.append({"method": name, **new.loc[name].to_dict()})
-        elif name in set(old["method"]):
+        elif name in set(old[old["status"] != note]["method"]):  # an earlier result
             rows.append(old[old["method"] == name].iloc[0].to_dict())
         else:
             param, b = budget_of(name, profile)
