@@ -331,3 +331,18 @@ def test_bar_colours_come_from_the_method_registry():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_sweep_on_a_dask_client_equals_the_serial_sweep(world2):
+    distributed = pytest.importorskip("distributed")
+    clf, x, y = world2
+    kw = {"sweep": {"seed": [0, 1], "spread": [0.3]}, "base": {"n_samples": 2}, "cache": False}
+    serial = sam.sweep_maps("SmoothGrad", clf, x, y, **kw)
+    # threads in this process: the same map_tasks path as a cluster, without worker start-up
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                            dashboard_address=":0") as client:
+        dask = sam.sweep_maps("SmoothGrad", clf, x, y, client=client, **kw)
+    assert [v.label for v in dask] == [v.label for v in serial] == ["default", "seed=1",
+                                                                    "spread=0.3"]
+    for a, b in zip(serial, dask, strict=True):
+        assert torch.equal(a.sal, b.sal) and a.upsample == b.upsample and a.config == b.config
