@@ -2,9 +2,10 @@
 
 Command line (what ``00_world.ipynb`` runs with ``train=True``)::
 
-    python -m kit.train classifier            # -> data/world_classifier.pt (~10 min on 2 cores)
-    python -m kit.train inpainter             # -> data/world_inpainter.pt (~45 min on 2 cores)
-    python -m kit.train inpainter --out /tmp/inp.pt --iterations 200   # a quick smoke run
+    python -m kit.train classifier                      # -> data/world_classifier.pt (~10 min)
+    python -m kit.train inpainter                       # -> data/world_inpainter.pt (completion)
+    python -m kit.train inpainter --target removal      # -> data/world_inpainter_removal.pt
+    python -m kit.train inpainter --out /tmp/inp.pt --iterations 50   # a quick smoke run
 
 :func:`train_classifier` is the classifier recipe on given tensors (ROAR's retrainings use it);
 :func:`train_world_classifier` runs it on world ``train`` images and saves the shipped checkpoint.
@@ -13,16 +14,20 @@ The world trainers draw data only from the world's ``train`` split, use a privat
 :func:`kit.cache.write_atomic_bytes`), as a plain dict of tensors and literals that
 ``torch.load(..., weights_only=True)`` accepts.
 
-Inpainter training (DeepFill v2 recipe, scaled to 64×64 and a CPU budget):
+Inpainter recipe (:func:`train_inpainter`; one recipe, two targets, so that X-G against X-R is a
+controlled experiment):
 
-* **Holes.** Half of each batch gets free-form brush strokes and boxes on world images (the target
-  is the image itself, as in any inpainter's training); the other half gets the object's own
-  silhouette, dilated by 0–4 px, with the true background as the target. The second half is a
-  **project choice**: it teaches exactly the removal task the explanations use, the way LaMa
-  tailors its mask generator to its use.
-* **Losses.** L1 reconstruction (hole pixels weighted 6×, as in partial-convolution training)
-  plus a hinge adversarial loss from a spectral-normalised PatchGAN critic (weight ``adv_weight``),
-  switched on after ``warmup`` iterations of L1 alone.
+* **Holes** (:func:`training_batch`), the same for both targets: a third free-form brush strokes
+  and boxes anywhere (DeepFill v2's generator scaled to 64×64), a third over *part* of the object
+  (a square or a stroke starting on an object pixel, :func:`object_holes`), a third over the
+  whole object (its silhouette dilated by 0–4 px, or its box grown by 0–3 px).
+* **Targets** inside the hole: ``completion`` the original image (object included: the paper's
+  generic inpainter "G"), except where the hole hides every object pixel (then the background:
+  nothing is left to complete from); ``removal`` the true background everywhere.
+* **Losses**, chosen so that the fill is textured, not the blurred conditional mean that plain
+  L1 gives: L1 on the low-passed error only, a match of the local high-frequency (Laplacian)
+  energy of the fill to the target's, and a hinge adversarial term from a spectral-normalised
+  PatchGAN critic (:func:`inpainter_losses`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import io
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,9 +54,9 @@ CLASSIFIER_DEFAULTS = dict(
     seed=0,
 )
 INPAINTER_DEFAULTS = dict(
-    n_train=12000, iterations=4000, batch_size=24, lr=1e-3, arch="lite", width=32, d_width=32,
+    n_train=3000, iterations=1200, batch_size=16, lr=1e-3, arch="lite", width=32, d_width=32,
     hole_mix=(1.0, 1.0, 1.0), l1_weight=6.0, hf_weight=3.0, lowpass_sigma=1.0, adv_weight=0.1,
-    warmup=500, seed=0,
+    warmup=150, seed=0,
 )
 
 
@@ -512,7 +518,9 @@ def train_inpainter(
         g_loss.backward()
         g_opt.step()
         g_sched.step()
-        d_sched.step()
+        with warnings.catch_warnings():  # the critic's schedule counts the warmup too, on purpose
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            d_sched.step()
         losses.append(l1.item())
         bar.set_postfix(l1=f"{np.mean(losses[-50:]):.3f}", hf=f"{hf.item():.3f}", refresh=False)
         if snapshot_every and (it + 1) % snapshot_every == 0 and it + 1 < iterations:
