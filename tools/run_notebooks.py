@@ -19,9 +19,11 @@ interrupted).
 ``results/`` and ``figures/`` through :func:`kit.cache.write_atomic_bytes`, papermill executes into
 ``runs/.<stem>.tmp-<pid>.ipynb`` that is renamed to ``runs/<stem>.ipynb`` once the notebook ran
 through (to ``runs/<stem>.failed.ipynb`` when it failed or was interrupted). A run killed outright
-(SIGKILL) can leave such ``.<name>.tmp-<pid>…`` files behind; the next run removes those whose
-process is gone (:func:`sweep_stale`), then recomputes what is missing (maps come back from the
-cache), so a rerun completes with the same results.
+(SIGKILL) can leave hidden temporaries behind (``.<name>.tmp-…``); the next run removes those in
+``results/`` and ``figures/`` (a ``KIT_OUTPUT`` serves one run at a time) and its own
+``.<stem>.tmp-<pid>.ipynb`` whose process is gone (:func:`sweep_stale`), then recomputes what is
+missing (maps come back from the cache), so a rerun completes with the same results. The cache,
+which a cluster may share, is left to :func:`kit.cache.remove_partial`.
 
 **Grids** (``--grid params/grids/NAME.yaml``): one notebook run per point of a parameter grid,
 fanned out over a Dask cluster (``--scheduler local|tcp://host:8786``; default ``KIT_SCHEDULER``,
@@ -78,8 +80,9 @@ FIELDS = ("notebook", "params", "seconds", "status")
 GRID_KEYS = ("notebook", "base", "parameters", "grid")
 """Top-level keys a grid file may hold."""
 
-# Temporary names of atomic writes: kit.cache.write_atomic_bytes' ".<name>.tmp-<pid>-<hex>" and
-# this tool's ".<stem>.tmp-<pid>.ipynb" / ".<run>.tmp-<pid>-<hex>" (grid run folders).
+# This tool's temporary names carry the writing process: ".<stem>.tmp-<pid>.ipynb" (executed
+# notebooks) and ".<run>.tmp-<pid>-<hex>" (grid run folders). kit.cache's ".<name>.tmp-<uuid>"
+# carry none (they must be unique across machines) and never match.
 _TMP_NAME = re.compile(r"^\..+\.tmp-(?P<pid>\d+)(?:-[0-9a-f]+)?(?:\.ipynb)?$")
 
 
@@ -200,8 +203,12 @@ def run_sequence(args: argparse.Namespace) -> int:
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     times_path = out / "results" / ("refresh_times.csv" if args.in_place else "run_times.csv")
-    for path in sweep_stale([out / "results", out / "figures", runs_dir]) + sweep_stale(
-            [args.notebooks], recursive=False):
+    from kit.cache import remove_partial
+
+    # kit's own temporaries (.<name>.tmp-<uuid>) in this run's output folders: their writer was a
+    # run killed earlier (one run per KIT_OUTPUT at a time), however young they are
+    stale = [p for d in (out / "results", out / "figures") for p in remove_partial(d, older_than=0)]
+    for path in stale + sweep_stale([runs_dir]) + sweep_stale([args.notebooks], recursive=False):
         print(f"run_notebooks: removed {path} (left by a killed run)", flush=True)
 
     total = 0.0
@@ -581,6 +588,9 @@ def run_grid(args: argparse.Namespace) -> int:
             raise SystemExit(f"run_notebooks: --scheduler: {exc}") from None
         grid_dir.mkdir(parents=True, exist_ok=True)
         sweep_stale([grid_dir], recursive=False)
+        from kit.cache import remove_partial
+
+        remove_partial(grid_dir / "results", older_than=0)  # gathered tables: one driver per grid
         try:
             rows += _run_on(client, grid, todo, grid_dir)
         finally:
