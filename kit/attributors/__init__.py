@@ -5,7 +5,8 @@
 * ``model``: a pixel-space :class:`~kit.models.Classifier`; ``x``: ``(N,3,H,W)`` in [0,1];
   ``target``: int or ``(N,)`` long, always explicit.
 * Perturbation methods take ``remover=`` (a :mod:`kit.removers` name or object), so the "-G"
-  variants are the same function with the ``inpaint`` remover.
+  variants are the same function with the ``inpaint`` remover (the remover ladder X, X-G, X-R,
+  X-O: :func:`ladder`).
 * The map is float32 ``(N,1,h,w)`` at the method's native grid, higher = more evidence for the
   target, not normalised; resize only with :func:`kit.masks.upsample`.
 
@@ -15,7 +16,18 @@ up with a clear error.
 
 from __future__ import annotations
 
-from kit.attributors.methods import METHODS, PROFILES, Method, budget, explain, pairs
+from kit.attributors.methods import (
+    METHODS,
+    PROFILES,
+    RUNG_OF,
+    RUNGS,
+    Method,
+    budget,
+    explain,
+    ladder,
+    pairs,
+    rung,
+)
 from kit.attributors.registry import (
     ATTRIBUTORS,
     GEOMETRIES,
@@ -42,7 +54,7 @@ from kit.attributors.registry import (
 
 __all__ = [
     "ATTRIBUTORS", "GEOMETRIES", "MASK_SETS", "get_attributor", "METHODS", "PROFILES", "Method",
-    "budget", "explain", "pairs",
+    "budget", "explain", "pairs", "ladder", "rung", "RUNGS", "RUNG_OF",
     # the attributors themselves (function name = registry key; random is random_baseline)
     "saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "smoothgrad_sq",
     "vargrad", "guided_backprop", "grad_cam", "sliding_patch", "lime", "kernel_shap", "rise",
