@@ -96,8 +96,8 @@ def summarize(
 ) -> pd.DataFrame:
     """Mean and bootstrap confidence interval over images for every group and metric.
 
-    NaN values (an undefined metric on an image, e.g. SSIM of two constant maps) are dropped per
-    group; ``n`` counts the images that remain.
+    NaN values (an undefined metric on an image, e.g. SSIM of two constant maps) are left out of
+    the mean and CI, never silently: ``n`` counts the images used, ``n_nan`` those left out.
 
     Args:
         per_image: long table with ``image``, the ``by`` columns, ``metric`` and ``value``.
@@ -108,7 +108,8 @@ def summarize(
         seed: seed of the bootstrap generator.
 
     Returns:
-        DataFrame with columns ``*by, metric, mean, ci_low, ci_high, n, higher_is_better``, in the
+        DataFrame with columns ``*by, metric, mean, ci_low, ci_high, n, n_nan, higher_is_better``,
+        in the
         order the groups first appear.
     """
     by = list(by)
@@ -118,6 +119,7 @@ def summarize(
     for key, group in per_image.groupby([*by, "metric"], sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         values = group["value"].to_numpy(dtype=np.float64)
+        undefined = int(np.isnan(values).sum())
         values = values[~np.isnan(values)]
         low, high = bootstrap_ci(values, confidence=confidence, n_resamples=n_resamples, seed=seed)
         metric = key[-1]
@@ -128,9 +130,10 @@ def summarize(
             "ci_low": low,
             "ci_high": high,
             "n": int(values.size),
+            "n_nan": undefined,
             "higher_is_better": bool(higher_is_better[metric]),
         })
-    return pd.DataFrame(rows, columns=[*by, "metric", "mean", "ci_low", "ci_high", "n",
+    return pd.DataFrame(rows, columns=[*by, "metric", "mean", "ci_low", "ci_high", "n", "n_nan",
                                        "higher_is_better"])
 
 

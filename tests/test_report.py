@@ -14,15 +14,16 @@ def _long(values: dict[str, list[float]], metric="m") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_summarize_mean_ci_and_nan_dropping():
+def test_summarize_mean_ci_and_nan_counted():
     df = _long({"SP": [1.0, 2.0, 3.0, np.nan], "SP-G": [5.0, 5.0, 5.0, 5.0]})
     s = report.summarize(df, {"m": True})
     sp = s[s.method == "SP"].iloc[0]
-    assert sp["mean"] == pytest.approx(2.0) and sp["n"] == 3
+    assert sp["mean"] == pytest.approx(2.0) and sp["n"] == 3 and sp["n_nan"] == 1
     assert sp["ci_low"] <= 2.0 <= sp["ci_high"] and sp["ci_low"] >= 1.0 and sp["ci_high"] <= 3.0
     g = s[s.method == "SP-G"].iloc[0]
     assert (g["ci_low"], g["ci_high"]) == (5.0, 5.0) and bool(g["higher_is_better"])
-    assert list(s.columns) == ["method", "metric", "mean", "ci_low", "ci_high", "n",
+    assert g["n_nan"] == 0
+    assert list(s.columns) == ["method", "metric", "mean", "ci_low", "ci_high", "n", "n_nan",
                                "higher_is_better"]
 
 
