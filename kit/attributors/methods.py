@@ -254,6 +254,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         **_family("mp2", {"iterations": 10}),
         **_family("fido", {"iterations": 10, "n_copies": 2}),
         **_family("rise", {"n_masks": 200}, {"n_masks": 50}),
+        # 2048 coalitions (the default) x 4 rungs dominated the smoke runs of every method
+        **_family("kernel_shap", {"n_samples": 128}, {"n_samples": 64}),
         "SmoothGrad": {"n_samples": 8}, "SmoothGrad2": {"n_samples": 8},
         "VarGrad": {"n_samples": 8}, "IntegratedGradients": {"steps": 16},
     },
