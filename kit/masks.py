@@ -488,7 +488,7 @@ class TopFraction:
         return len(self.counts)
 
     def build(self, index, *, image, device=None, dtype: torch.dtype = torch.float32):
-        """Keep-masks ``(B,1,H,W)`` for mask indices ``index`` of images ``image`` (both ``(B,)``)."""
+        """Keep-masks ``(B,1,H,W)`` for mask indices ``index`` of images ``image`` (``(B,)``)."""
         index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
         image = torch.as_tensor(image, dtype=torch.long).reshape(-1)
         top = self.rank[image] < self.counts[index][:, None]
