@@ -96,9 +96,13 @@ def start(s: dict, delay: float) -> subprocess.Popen:
     """Start the tool on the tiny notebook (its own session, so a signal can reach the group)."""
     (s["params"] / f"{STEM}.yaml").write_text(f"delay: {delay}\n")
     log = (s["tmp"] / "log.txt").open("ab")
+    # SIGINT back to its default: a shell without job control starts background jobs (CI under
+    # nohup/&) with SIGINT ignored, and an ignored disposition is inherited, so Ctrl-C would
+    # never reach the tool; a user's terminal delivers it
     return subprocess.Popen(
         [sys.executable, str(TOOL), "--notebooks", str(s["nbs"]), "--params", str(s["params"])],
-        env=s["env"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env=s["env"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(s: dict, proc: subprocess.Popen, timeout: float = 90) -> int:
