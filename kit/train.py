@@ -240,13 +240,28 @@ def train_world_classifier(
     return ckpt
 
 
+def _stroke(canvas: np.ndarray, rng, x: float, y: float, steps: int, lengths: tuple,
+            width: int) -> None:
+    """Draw a random walk of ``steps`` thick segments from (x, y) on ``canvas`` (in place);
+    segment lengths are drawn from ``lengths`` (shares of the side), in a fixed draw order."""
+    import cv2
+
+    size = canvas.shape[-1]
+    for _ in range(steps):
+        angle = rng.uniform(0, 2 * math.pi)
+        length = rng.uniform(*lengths) * size
+        nx = float(np.clip(x + length * math.cos(angle), 0, size - 1))
+        ny = float(np.clip(y + length * math.sin(angle), 0, size - 1))
+        cv2.line(canvas, (int(x), int(y)), (int(nx), int(ny)), 1, width)
+        x, y = nx, ny
+
+
 def random_holes(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
     """Free-form training holes: brush strokes and boxes, ``(n,1,size,size)`` float in {0,1}.
 
     Strokes follow DeepFill v2's generator scaled to the image size: a few random walks of
     thick line segments; half of the masks also get one box of 15–50% of the side.
     """
-    import cv2
 
     seeds = torch.randint(2**31 - 1, (n,), generator=gen).tolist()
     out = np.zeros((n, size, size), np.uint8)
@@ -255,13 +270,7 @@ def random_holes(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
         for _ in range(rng.integers(1, 4)):
             x, y = rng.uniform(0, size, 2)
             width = int(rng.uniform(0.06, 0.16) * size)
-            for _ in range(rng.integers(2, 6)):
-                angle = rng.uniform(0, 2 * math.pi)
-                length = rng.uniform(0.1, 0.35) * size
-                nx = float(np.clip(x + length * math.cos(angle), 0, size - 1))
-                ny = float(np.clip(y + length * math.sin(angle), 0, size - 1))
-                cv2.line(out[i], (int(x), int(y)), (int(nx), int(ny)), 1, width)
-                x, y = nx, ny
+            _stroke(out[i], rng, x, y, rng.integers(2, 6), (0.1, 0.35), width)
         if rng.uniform() < 0.5:
             bw, bh = (rng.uniform(0.15, 0.5, 2) * size).astype(int)
             bx, by = rng.integers(0, size - bw), rng.integers(0, size - bh)
@@ -324,7 +333,6 @@ def object_holes(masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         masks: ``(n,1,H,W)`` object masks (bool or {0,1}).
         gen: the caller's generator (one seed per mask is drawn from it).
     """
-    import cv2
 
     n, _, size, _ = masks.shape
     seeds = torch.randint(2**31 - 1, (n,), generator=gen).tolist()
@@ -344,13 +352,7 @@ def object_holes(masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
             out[i, y0:y1, x0:x1] = 1
         else:
             width = max(2, int(rng.uniform(0.06, 0.16) * size))
-            for _ in range(rng.integers(2, 5)):
-                angle = rng.uniform(0, 2 * math.pi)
-                length = rng.uniform(0.05, 0.2) * size
-                nx = float(np.clip(x + length * math.cos(angle), 0, size - 1))
-                ny = float(np.clip(y + length * math.sin(angle), 0, size - 1))
-                cv2.line(out[i], (int(x), int(y)), (int(nx), int(ny)), 1, width)
-                x, y = nx, ny
+            _stroke(out[i], rng, x, y, rng.integers(2, 5), (0.05, 0.2), width)
     return torch.from_numpy(out).float().unsqueeze(1)
 
 
