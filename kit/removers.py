@@ -11,6 +11,8 @@ name          fill F                                                            
 ``noise``     one uniform colour + N(0, std²) per pixel, clamped, seeded            yes
 ``telea``     OpenCV's Telea fast-marching inpainting of the hole                   no
 ``ns``        OpenCV's Navier-Stokes inpainting of the hole                         no
+``noisy_linear``  ROAD's noisy linear imputation: each removed pixel the weighted mean   no
+              of its 8 neighbours (one sparse linear system), plus N(0, 0.01²) noise
 ``inpaint``   a learned inpainter (world model, LaMa, any TorchScript file)         no
 ``inpaint_removal``  the world *removal* inpainter (``"world-removal"``: trained to   no
               paint the true background, object included): the X-R rung
@@ -30,10 +32,11 @@ method: X (``gray``/``blur``), X-G (``inpaint``, completion), X-R (``inpaint_rem
 (``oracle``). Removers built from the batch's true backgrounds (``oracle``, ``blend``) set
 ``needs_backgrounds``; :func:`get_remover` then needs ``backgrounds=``.
 
-Hole rule of the non-differentiable fills (telea, ns, inpaint, inpaint_removal, blend): a pixel
-is a hole where ``keep < tau``; ``threshold="gam"`` uses GAM's
+Hole rule of the non-differentiable fills (telea, ns, inpaint, inpaint_removal, blend,
+noisy_linear): a pixel is a hole where ``keep < tau``; ``threshold="gam"`` uses GAM's
 ``tau = max(0.5, (max keep + min keep) / 2)`` over the whole batch of masks, ``"per_mask"`` the
-same per mask, a float a fixed tau. The composite still uses the soft ``keep``.
+same per mask, a float a fixed tau (``noisy_linear`` defaults to the fixed 0.5: ROAD's masks are
+binary). The composite still uses the soft ``keep``.
 
 Usage::
 
@@ -316,6 +319,226 @@ class NS(_OpenCV):
     _flag: ClassVar[int] = 0  # cv2.INPAINT_NS
 
 
+ROAD_WEIGHTS: tuple[tuple[tuple[int, int], float], ...] = (
+    ((-1, -1), 1 / 12), ((-1, 0), 1 / 6), ((-1, 1), 1 / 12), ((0, -1), 1 / 6),
+    ((0, 1), 1 / 6), ((1, -1), 1 / 12), ((1, 0), 1 / 6), ((1, 1), 1 / 12),
+)
+"""ROAD's neighbour weights, ``((row offset, column offset), weight)``: 1/6 for the 4 direct
+neighbours and 1/12 for the 4 diagonal ones (they sum to 1)."""
+
+NOISY_LINEAR_SOLVERS = ("banded", "sparse")
+"""How :class:`NoisyLinear` solves its system: ``"banded"``, a LAPACK banded Cholesky per image
+(the default: measured faster, ``benchmarks/road.py``), or ``"sparse"``, one
+``scipy.sparse.linalg.spsolve`` of the block-diagonal system of every image of the call."""
+
+
+def _linear_system(holes: np.ndarray, xs: np.ndarray):
+    """ROAD's linear system over the removed pixels of a batch, built for all images at once.
+
+    The unknowns are the removed pixels, numbered in raster order, image after image. Unknown
+    ``i`` at pixel ``p`` has the equation ``d_i v_i - sum_j w_pj v_j = sum_k w_pk x_k``: ``j``
+    runs over its removed and ``k`` over its kept neighbours among the 8 inside the image, ``w``
+    are :data:`ROAD_WEIGHTS` and ``d_i`` the weight of its neighbours inside the image (1 away
+    from the border), so ``v_i`` is the weighted mean of its neighbours, ROAD's
+    ``NoisyLinearImputer`` system. The matrix is symmetric (a weight depends only on the
+    offset's direction up to sign) and positive definite when every image has a kept pixel.
+
+    Args:
+        holes: ``(B,H,W)`` bool, True = removed.
+        xs: ``(B,C,H,W)`` images (the boundary values; any float dtype, summed in float64).
+
+    Returns:
+        ``(img, pix, diag, rows, cols, weights, rhs)``: the unknowns' image and raster pixel
+        index ``(n,)``; ``diag`` ``(n,)``; the strictly lower off-diagonal entries
+        ``A[rows, cols] = -weights`` (``rows > cols``, both in the same image); ``rhs`` ``(n,C)``.
+    """
+    b, c, h, w = xs.shape
+    hp, wp = h + 2, w + 2
+    # a one-pixel frame of "outside" around every image: neighbours never need a bounds test
+    state = np.zeros((b, hp, wp), dtype=np.int8)  # 0 outside, 1 kept, 2 removed
+    state[:, 1:-1, 1:-1] = 1 + holes
+    inside = np.zeros((hp, wp))
+    inside[1:-1, 1:-1] = 1
+    kept = np.zeros((b, c, hp, wp))
+    kept[:, :, 1:-1, 1:-1] = np.where(holes[:, None], 0.0, xs)
+    diag_map = np.zeros((h, w))  # weight of the neighbours inside the image, per pixel
+    rhs_map = np.zeros((b, c, h, w))  # weighted sum of the kept neighbours, per pixel
+    for (dr, dc), wt in ROAD_WEIGHTS:
+        diag_map += wt * inside[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
+        rhs_map += wt * kept[:, :, 1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
+    flat = state.reshape(-1)
+    idx = np.flatnonzero(flat == 2)  # raster order, image after image
+    n = idx.size
+    vid = np.full(flat.size, -1, dtype=np.int64)
+    vid[idx] = np.arange(n)
+    img, q = idx // (hp * wp), idx % (hp * wp)
+    pix = (q // wp - 1) * w + (q % wp - 1)
+    rows, cols, weights = [], [], []
+    for (dr, dc), wt in ROAD_WEIGHTS:
+        if dr * wp + dc > 0:  # each symmetric pair once: the neighbour earlier in raster order
+            continue
+        nb = idx + dr * wp + dc
+        removed = np.flatnonzero(flat[nb] == 2)
+        rows.append(removed)
+        cols.append(vid[nb[removed]])
+        weights.append(np.full(removed.size, wt))
+    rhs = rhs_map.reshape(b, c, h * w)[img, :, pix]
+    diag = diag_map.reshape(-1)[pix]
+    return (img, pix, diag, np.concatenate(rows), np.concatenate(cols), np.concatenate(weights),
+            rhs)
+
+
+def _solve_banded(starts, diag, rows, cols, weights, rhs) -> np.ndarray:
+    """Per image, LAPACK's banded Cholesky (``dpbsv``) of its block of the system.
+
+    In raster order a removed pixel's removed neighbours are at most ``W + 1`` unknowns away, so
+    each image's block is a band matrix of half-bandwidth ``kd <= W + 1``, factorised exactly in
+    ``O(n kd²)``.
+    """
+    from scipy.linalg import lapack
+
+    out = np.empty_like(rhs)
+    order = np.argsort(cols, kind="stable")
+    rows, cols, weights = rows[order], cols[order], weights[order]
+    bounds = np.searchsorted(cols, starts)
+    for k in range(len(starts) - 1):
+        s, e = int(starts[k]), int(starts[k + 1])
+        if e == s:
+            continue
+        sel = slice(int(bounds[k]), int(bounds[k + 1]))
+        dist = rows[sel] - cols[sel]
+        kd = int(dist.max()) if dist.size else 0
+        band = np.zeros((kd + 1, e - s))
+        band[0] = diag[s:e]
+        band[dist, cols[sel] - s] = -weights[sel]  # lower band storage: band[i-j, j] = A[i, j]
+        _, v, info = lapack.dpbsv(band, rhs[s:e], lower=1)
+        if info != 0:  # cannot happen for an image with a kept pixel; never return garbage
+            raise RuntimeError(f"noisy_linear: banded Cholesky failed (LAPACK info {info})")
+        out[s:e] = v
+    return out
+
+
+def _solve_sparse(diag, rows, cols, weights, rhs) -> np.ndarray:
+    """One ``scipy.sparse.linalg.spsolve`` of the whole block-diagonal system (ROAD's solver)."""
+    import scipy.sparse as sparse
+    from scipy.sparse.linalg import spsolve
+
+    n = diag.size
+    i = np.concatenate([np.arange(n), rows, cols])
+    j = np.concatenate([np.arange(n), cols, rows])
+    a = sparse.csc_matrix((np.concatenate([diag, -weights, -weights]), (i, j)), shape=(n, n))
+    return np.asarray(spsolve(a, rhs)).reshape(n, -1)
+
+
+def _one_blas_thread():
+    """Limit BLAS/LAPACK to one thread while solving: OpenBLAS's threaded banded Cholesky is
+    hundreds of times slower than its serial one at ``kd > 64`` on a loaded machine (measured:
+    1.4 s instead of 3.5 ms at 64×64), and the systems are far too small to gain from threads."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:  # pragma: no cover - scikit-learn is a pinned dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _noise_generator(seed: int, image: np.ndarray, hole: np.ndarray) -> np.random.Generator:
+    """A generator of its own for one (image, hole): seeded by ``seed`` and their bytes, so an
+    image gets the same noise in a batch as alone, and other images or masks get other noise."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(image).tobytes())
+    h.update(np.packbits(hole).tobytes())
+    h.update(str(hole.shape).encode())
+    return np.random.default_rng([int(seed), *np.frombuffer(h.digest(), dtype=np.uint32)])
+
+
+@dataclass(frozen=True)
+class NoisyLinear(Remover):
+    """ROAD's noisy linear imputation (Rong et al., ICML 2022, ``NoisyLinearImputer``).
+
+    Every removed pixel becomes the weighted mean of its 8 neighbours, 1/6 for the 4 direct and
+    1/12 for the 4 diagonal ones (:data:`ROAD_WEIGHTS`; at the border, the mean of the neighbours
+    inside the image). Over all removed pixels of an image this is one sparse linear system,
+
+        ``d_p v_p - sum_{q removed} w_pq v_q = sum_{q kept} w_pq x_q``   for every removed ``p``,
+
+    with the kept pixels as boundary values; it is solved exactly (float64, a direct
+    factorisation, :data:`NOISY_LINEAR_SOLVERS`), all channels at once (one matrix, ``C``
+    right-hand sides). Gaussian noise of standard deviation ``noise`` (ROAD's 0.01) is then added
+    to the removed pixels only, each channel independently; the composite is clamped to [0,1]
+    (ROAD does not clamp). The noise generator is private and seeded by ``seed`` and the bytes of
+    the image and its hole: the same call gives the same bits, a batch gives what its images give
+    one at a time, and the global generators are untouched.
+
+    Hole rule: a pixel is removed where ``keep < threshold`` (0.5: ROAD's masks are binary;
+    ``"gam"``/``"per_mask"`` as the other hole-based removers). An image with no pixel kept has
+    nothing to interpolate from (the system is singular): it gets the gray fill
+    (``empty_color``, :func:`get_remover` sets it to the explained classifier's mean) plus the
+    noise. Not differentiable; runs on the CPU (the fill is moved to ``x``'s device).
+
+    Args:
+        noise: standard deviation of the noise added to the imputed pixels (0 = none).
+        seed: seed of the noise.
+        threshold: hole rule (see above).
+        solver: ``"banded"`` (per image, LAPACK banded Cholesky) or ``"sparse"`` (one
+            ``spsolve`` of the batch's block-diagonal system); equal up to rounding.
+        empty_color: RGB fill of an image with no pixel kept (None: the world mean).
+    """
+
+    noise: float = 0.01
+    seed: int = 0
+    threshold: str | float = 0.5
+    solver: str = "banded"
+    empty_color: tuple[float, float, float] | None = None
+    name: ClassVar[str] = "noisy_linear"
+    differentiable: ClassVar[bool] = False
+
+    def __post_init__(self):
+        from kit import checks
+
+        object.__setattr__(self, "noise", checks.number("noise", self.noise, minimum=0.0))
+        object.__setattr__(self, "seed", checks.seed("seed", self.seed))
+        checks.choice("solver", self.solver, NOISY_LINEAR_SOLVERS)
+        t = self.threshold
+        if t not in ("gam", "per_mask") and (isinstance(t, bool) or not isinstance(t, (int, float))
+                                            or not 0 < t <= 1):
+            raise ValueError(f"threshold must be 'gam', 'per_mask' or a number in (0, 1], "
+                             f"got {t!r}")
+        if self.empty_color is not None:
+            Gray(self.empty_color)  # validates the colour
+
+    def fill(self, x, keep):
+        holes = hole_mask(keep, self.threshold)[:, 0].detach().cpu().numpy() > 0.5
+        out = x.detach().cpu().to(torch.float64).contiguous().numpy().copy()
+        bsz, c, h, w = out.shape
+        counts = holes.reshape(bsz, -1).sum(axis=1)
+        empty = counts == h * w
+        solvable = holes & ~empty[:, None, None]
+        flat = out.reshape(bsz, c, h * w)
+        if solvable.any():
+            img, pix, diag, rows, cols, weights, rhs = _linear_system(solvable, out)
+            starts = np.concatenate([[0], np.cumsum(np.where(empty, 0, counts))])
+            with _one_blas_thread():
+                if self.solver == "banded":
+                    v = _solve_banded(starts, diag, rows, cols, weights, rhs)
+                else:
+                    v = _solve_sparse(diag, rows, cols, weights, rhs)
+        if self.noise > 0:  # drawn before the fill is written: seeded by the original image
+            eps = [_noise_generator(self.seed, out[k], holes[k]).standard_normal(
+                (c, int(counts[k]))) * self.noise if counts[k] else None for k in range(bsz)]
+        if solvable.any():
+            flat[img, :, pix] = v
+        if empty.any():
+            color = self.empty_color if self.empty_color is not None else world_mean()
+            out[empty] = np.asarray(color, dtype=np.float64).reshape(1, c, 1, 1)
+        if self.noise > 0:
+            for k in range(bsz):
+                if eps[k] is not None:
+                    out[k][:, holes[k]] += eps[k]
+        return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_inpainter(name: str, path: str | None) -> Inpainter:
     from kit.models import load_inpainter
@@ -552,6 +775,7 @@ REMOVERS: dict[str, type[Remover]] = {
     "noise": Noise,
     "telea": Telea,
     "ns": NS,
+    "noisy_linear": NoisyLinear,
     "inpaint": Inpaint,
     "inpaint_removal": InpaintRemoval,
     "oracle": TrueBackground,
@@ -590,8 +814,9 @@ def get_remover(spec: str | Remover, *, model: Classifier | None = None, size=No
 
     Size- and model-aware defaults live here and nowhere else:
 
-    * ``gray`` and the Telea/NS empty-hole fallback take their colour from ``model.mean`` (the
-      explained classifier's training mean: the world mean, or the ImageNet mean);
+    * ``gray`` and the Telea/NS/noisy-linear empty-hole fallback take their colour from
+      ``model.mean`` (the explained classifier's training mean: the world mean, or the ImageNet
+      mean);
     * ``blur`` takes ``sigma`` from ``size`` (:func:`kit.defaults.resolve`: 3 px at 64x64, 10 px
       at 224x224) unless given;
     * ``oracle`` and ``blend`` (``needs_backgrounds``) are built from ``backgrounds``, the true
@@ -622,7 +847,8 @@ def get_remover(spec: str | Remover, *, model: Classifier | None = None, size=No
     mean = getattr(model, "mean", None)
     if cls is Gray and mean is not None and kwargs.get("color") is None:
         kwargs["color"] = tuple(float(c) for c in mean)
-    if issubclass(cls, _OpenCV) and mean is not None and kwargs.get("empty_color") is None:
+    if issubclass(cls, (_OpenCV, NoisyLinear)) and mean is not None \
+            and kwargs.get("empty_color") is None:
         kwargs["empty_color"] = tuple(float(c) for c in mean)
     if issubclass(cls, Blur) and "sigma" not in kwargs and size is not None:
         from kit.checks import size2

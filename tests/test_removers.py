@@ -139,7 +139,8 @@ def test_inpaint_passes_hole_polarity_and_batches():
 
 
 def test_registry_and_get_remover():
-    assert set(REMOVERS) == {"gray", "blur", "insertion_blur", "noise", "telea", "ns", "inpaint",
+    assert set(REMOVERS) == {"gray", "blur", "insertion_blur", "noise", "telea", "ns",
+                             "noisy_linear", "inpaint",
                              "inpaint_removal", "oracle", "blend", "precomputed", "cached"}
     assert get_remover("blur", sigma=5).sigma == 5
     g = Gray(color=(0.1, 0.1, 0.1))
