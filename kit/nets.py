@@ -57,6 +57,39 @@ class WorldCNN(nn.Module):
         return self.fc(self.features(z))
 
 
+class AreaResize(nn.Module):
+    """``net(area-resize(z, size))``: a network trained at a lower resolution, fed native images.
+
+    ROAR's retrainings (:mod:`kit.studies.roar`) train :class:`WorldCNN` on area-downsampled
+    images; wrapped like this, the trained network takes the world's 64×64 images like every
+    other classifier (removers, attributors and fills stay at the native resolution). Area
+    resizing is linear per channel, so resizing after the classifier's normalisation equals
+    resizing first.
+
+    Args:
+        net: the network at the lower resolution.
+        size: its input side length.
+    """
+
+    def __init__(self, net: nn.Module, size: int) -> None:
+        super().__init__()
+        self.net = net
+        self.size = int(size)
+
+    def _resize(self, z: torch.Tensor) -> torch.Tensor:
+        if tuple(z.shape[-2:]) == (self.size, self.size):
+            return z
+        return F.interpolate(z, size=(self.size, self.size), mode="area")
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N,3,H,W)`` normalised images -> the wrapped network's pooled features."""
+        return self.net.features(self._resize(z))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N,3,H,W)`` normalised images -> ``(N,n_classes)`` logits."""
+        return self.net(self._resize(z))
+
+
 class GatedConv(nn.Module):
     """``ELU(conv_f(x)) * sigmoid(conv_g(x))``, with both convolutions fused into one."""
 

@@ -268,6 +268,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "SmoothGrad": {"n_samples": 25}, "SmoothGrad2": {"n_samples": 25},
         "VarGrad": {"n_samples": 25},
         "SP": {"stride": 8}, "SP-G": {"stride": 8, "local": True},
+        "SP-R": {"stride": 8, "local": True},
     },
 }
 """Named hyperparameter budgets, ``{profile: {method name: overrides}}``, shared by the notebooks
