@@ -403,7 +403,7 @@ def retrain(images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
 
 
 def reference_model(images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
-                    cache: bool = True, **options):
+                    cache: bool = True, timings: dict | None = None, **options):
     """The network ROAR's estimators explain: the recipe trained on the *unmodified* images.
 
     ROAR computes its maps on a classifier of the retrained architecture trained on unmodified
@@ -415,6 +415,8 @@ def reference_model(images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0
         images, labels: the training set, as for :func:`retrain`.
         seed: retraining seed.
         cache: read / store the trained weights.
+        timings: if a dict, receives ``{"seconds": the training's wall time}`` (of the run that
+            filled the cache, when read from it).
         **options: keys of :data:`TRAIN_DEFAULTS`.
 
     Returns:
@@ -438,11 +440,17 @@ def reference_model(images: torch.Tensor, labels: torch.Tensor, *, seed: int = 0
             net.load_state_dict(rec["state"])
             # the layout the trained network had: the same convolution kernels, the same bits
             net = net.to(memory_format=torch.channels_last)
+            if timings is not None:
+                timings["seconds"] = float(rec.get("seconds", float("nan")))
             return Classifier(net.eval(), rec["classes"], rec["mean"], rec["std"], name="roar")
+    t0 = time.perf_counter()
     clf = retrain(x8, y, seed=seed, **options)
+    seconds = time.perf_counter() - t0
+    if timings is not None:
+        timings["seconds"] = seconds
     if path is not None:
         disk.write({"state": clf.net.state_dict(), "mean": list(clf.mean), "std": list(clf.std),
-                    "classes": list(clf.classes)}, path)
+                    "classes": list(clf.classes), "seconds": seconds}, path)
     return clf
 
 
@@ -466,6 +474,14 @@ def _trained_accuracy(xtr, ytr, xte, yte, seed, options, cache: bool) -> tuple[f
     return acc, seconds
 
 
+def _reference_accuracy(xtr, ytr, xte, yte, seed, options, cache: bool) -> tuple[float, float]:
+    """(test accuracy, seconds) of the network trained on the unmodified (8-bit) images: the
+    :func:`reference_model` of that seed, so the explained network is trained once."""
+    timings: dict = {}
+    net = reference_model(xtr, ytr, seed=seed, cache=cache, timings=timings, **options)
+    return accuracy(net, _quantize(xte), yte), timings["seconds"]
+
+
 _MEMO: dict = {}
 """The last modified data sets this process made ({(run, fill, estimator, mode, fraction):
 (train, test)}): the retrainings of one configuration differ only by seed and run one after
@@ -479,9 +495,8 @@ def _retraining_task(task, *, model, xtr, ytr, xte, yte, maps, options, cache):
     Returns:
         ``(test accuracy, seconds)``.
     """
-    if task["estimator"] == "none":
-        return _trained_accuracy(_quantize(xtr), ytr, _quantize(xte), yte, task["seed"], options,
-                                 cache)
+    if task["estimator"] == "none":  # the reference network: shared with reference_model
+        return _reference_accuracy(xtr, ytr, xte, yte, task["seed"], options, cache)
     key = (task["run"], task["fill"], task["estimator"], task["mode"], task["fraction"])
     if key not in _MEMO:
         _MEMO.clear()  # one configuration at a time: the memo never holds more than two sets
