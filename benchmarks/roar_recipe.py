@@ -34,6 +34,11 @@ from kit import world
 from kit.studies import roar
 
 
+def _markdown(df: pd.DataFrame) -> str:
+    rows = ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(["| " + " | ".join(df.columns) + " |", "|" + "---|" * df.shape[1], *rows])
+
+
 def _accuracy(model, x, y) -> float:
     return roar.accuracy(model, x, y)
 
@@ -127,13 +132,13 @@ def main(argv=None) -> None:
         f"total {time.perf_counter() - t_all:.0f} s. Unmodified world, "
         f"{args.n_test} test images; train accuracy on the first 2,000 training images.",
         "",
-        table.round(3).to_markdown(index=False),
+        _markdown(table.round(3)),
     ]
     if groups:
         lines += ["", "k networks of the recipe's shapes trained at once as one network of "
                   "grouped convolutions (what `torch.func.vmap` over the models computes), "
                   "batch of the recipe, random data:", "",
-                  pd.DataFrame(groups).round(2).to_markdown(index=False)]
+                  _markdown(pd.DataFrame(groups).round(2))]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out)
 

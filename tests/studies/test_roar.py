@@ -275,3 +275,27 @@ def test_reference_model_is_cached(data, tmp_path, monkeypatch):
     torch.testing.assert_close(a(data.images), fresh(data.images), rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"train_options: unknown key\(s\) \['depth'\]"):
         roar.reference_model(data.images, data.labels, depth=3)
+
+
+def test_an_interrupted_run_resumes_retraining_by_retraining(clf, data, tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))
+    tr, te = data[:8], data[8:]
+    kw = dict(estimators=["random", "sobel"], fractions=[0.5], modes=["roar"], fills=["gray"],
+              seeds=[0], train_options=dict(epochs=1, width=4, batch_size=4))
+    calls = []
+    real = roar.retrain
+
+    def dies_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run is stopped half-way
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(roar, "retrain", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        roar.run_roar(clf, tr.images, tr.labels, te.images, te.labels, **kw)
+    assert len(calls) == 3  # reference, random done and cached; sobel interrupted
+    calls.clear()
+    monkeypatch.setattr(roar, "retrain", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    table = roar.run_roar(clf, tr.images, tr.labels, te.images, te.labels, **kw)
+    assert len(calls) == 1 and len(table) == 3  # only the interrupted retraining runs again
