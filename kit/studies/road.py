@@ -175,11 +175,20 @@ def keep_mask(sal: torch.Tensor, fraction: float, order: str) -> torch.Tensor:
     """
     order = _check_order(order)
     fraction = _check_fraction(fraction)
-    rank = pixel_rank(roar.ranking_scores(sal))  # (N, H*W), 0 = most relevant
+    return _keep_from_rank(_rank(sal), fraction, order).view(sal.shape)
+
+
+def _rank(sal: torch.Tensor) -> torch.Tensor:
+    """``(N, H*W)`` rank of every pixel, 0 = most relevant (ROAR's scores, kit's one ranker)."""
+    return pixel_rank(roar.ranking_scores(sal))
+
+
+def _keep_from_rank(rank: torch.Tensor, fraction: float, order: str) -> torch.Tensor:
+    """``(N, H*W)`` float32 keep-mask removing the k first- (MoRF) or last-ranked (LeRF)."""
     total = rank.shape[1]
     k = top_count(fraction, total)
     removed = rank < k if order == "morf" else rank >= total - k
-    return (~removed).view(sal.shape).to(torch.float32)
+    return (~removed).to(torch.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,8 +321,11 @@ def run_road(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(cells), desc="ROAD cells")
+    ranks: dict[str, torch.Tensor] = {}  # one ranking per estimator, not per cell
     for fill, est, order, frac in cells:
-        keep = keep_mask(maps[est], frac, order)
+        if est not in ranks:
+            ranks[est] = _rank(maps[est])
+        keep = _keep_from_rank(ranks[est], frac, order).view(n, 1, *size)
         remover = removers[fill]
         path = None
         if base is not None:
