@@ -1,5 +1,8 @@
 """Benchmark: compute_maps in-process against a LocalCluster of 2 workers (not a test).
 
+(Named ``benchmarks/distributed.py`` before: run as a script, that name put a module called
+``distributed`` first on ``sys.path``, in front of the dask package.)
+
 Measures, on this machine:
 
 * the wall time of one :func:`kit.mapcache.compute_maps` call (64 world test images, 6 methods at
@@ -20,8 +23,8 @@ Writes ``benchmarks/results/distributed.csv`` and ``.md`` (atomically) and print
 
 Usage::
 
-    python benchmarks/distributed.py                    # the 64-image, 6-method measurement
-    python benchmarks/distributed.py --n 16             # quicker
+    python benchmarks/scale_out.py                    # the 64-image, 6-method measurement
+    python benchmarks/scale_out.py --n 16             # quicker
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
     csv = "quantity,value\n" + "".join(f"\"{k}\",{v}\n" for k, v in rows) + \
         "".join(f"\"compute seconds {m}: in-process / summed over cluster tasks\",{a:.2f} / "
                 f"{b:.2f}\n" for m, a, b in per)
-    md = ["# compute_maps: in-process vs a LocalCluster (benchmarks/distributed.py)", "",
+    md = ["# compute_maps: in-process vs a LocalCluster (benchmarks/scale_out.py)", "",
           header, "", "| quantity | value |", "|---|---|",
           *(f"| {k} | {v} |" for k, v in rows), "",
           "| method | compute s in-process | compute s summed over cluster tasks |",
