@@ -175,7 +175,8 @@ def compare_pairs(
         DataFrame with columns ``*extra, metric, x, x_g, mean_x, mean_x_g, diff, ci_low, ci_high,
         n, frac_x_g_better, higher_is_better, winner``; ``diff`` is the mean of X-G − X, ``winner``
         is ``"X-G"``, ``"X"`` or ``"tie"`` (the interval contains 0), ``frac_x_g_better`` the share
-        of images on which X-G is strictly better.
+        of images on which X-G is strictly better, ``n_nan`` the number of images left out of the
+        paired test because either side's value is NaN or missing (``n`` counts the images in it).
     """
     _check_long(per_image, [by])
     _check_directions(per_image, higher_is_better)
@@ -191,7 +192,11 @@ def compare_pairs(
         for x, xg in pairs:
             if x not in present or xg not in present or x not in wide or xg not in wide:
                 continue
-            both = wide[[x, xg]].dropna()
+            pair = wide[[x, xg]]
+            # images with a NaN on either side (e.g. a constant map's pointing game) leave the
+            # paired test; they are counted, not dropped silently
+            n_nan = int(pair.isna().any(axis=1).sum())
+            both = pair.dropna()
             a, b = both[x].to_numpy(np.float64), both[xg].to_numpy(np.float64)
             d = b - a
             low, high = bootstrap_ci(d, confidence=confidence, n_resamples=n_resamples, seed=seed)
@@ -206,9 +211,10 @@ def compare_pairs(
                 "frac_x_g_better": float(better.mean()) if d.size else float("nan"),
                 "higher_is_better": higher,
                 "winner": _winner(diff, low, high, higher),
+                "n_nan": n_nan,
             })
     cols = [*extra, "metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
-            "frac_x_g_better", "higher_is_better", "winner"]
+            "frac_x_g_better", "higher_is_better", "winner", "n_nan"]
     return pd.DataFrame(rows, columns=cols)
 
 

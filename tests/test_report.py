@@ -58,7 +58,14 @@ def test_compare_pairs_is_paired_over_common_images():
     df = df[~((df.method == "LIME-G") & (df.image == 0))]  # one image missing on one side
     p = report.compare_pairs(df, {"m": True}).iloc[0]
     assert p["n"] == 19 and p["winner"] == "X-G"
+    assert p["n_nan"] == 1  # the unpaired image is counted, not dropped silently
     assert p["ci_low"] == pytest.approx(0.1) and p["ci_high"] == pytest.approx(0.1)
+
+
+def test_compare_pairs_counts_nan_values():
+    df = _long({"LIME": [0.1, float("nan"), 0.3, 0.4], "LIME-G": [0.2, 0.3, float("nan"), 0.5]})
+    p = report.compare_pairs(df, {"m": True}).iloc[0]
+    assert p["n"] == 2 and p["n_nan"] == 2
 
 
 def test_bad_input_is_named():

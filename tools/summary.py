@@ -42,7 +42,7 @@ TIE = "tie"
 """The ``winner`` value of :func:`kit.report.compare_pairs` when the interval contains 0."""
 
 _PAIR_COLUMNS = ("metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
-                 "frac_x_g_better", "higher_is_better", "winner")
+                 "frac_x_g_better", "higher_is_better", "winner", "n_nan")
 _SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "n", "n_nan", "higher_is_better")
 
 
@@ -54,7 +54,7 @@ def pairs_markdown(pairs: pd.DataFrame) -> list[str]:
     """Markdown table lines of a :func:`kit.report.compare_pairs` table, one row per comparison."""
     extra = [c for c in pairs.columns if c not in _PAIR_COLUMNS]
     head = [*extra, "metric", "better", "X", "X-G", "mean X", "mean X-G",
-            "X-G − X [95% CI]", "X-G better on", "n", "winner"]
+            "X-G − X [95% CI]", "X-G better on", "n", "NaN left out", "winner"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in pairs.itertuples(index=False):
         d = r._asdict()
@@ -63,7 +63,7 @@ def pairs_markdown(pairs: pd.DataFrame) -> list[str]:
             _fmt(d["mean_x"]), _fmt(d["mean_x_g"]),
             f"{_fmt(d['diff'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]",
             "–" if not np.isfinite(d["frac_x_g_better"]) else f"{100 * d['frac_x_g_better']:.0f}%",
-            str(d["n"]), f"**{d['winner']}**",
+            str(d["n"]), str(d.get("n_nan", 0)), f"**{d['winner']}**",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
