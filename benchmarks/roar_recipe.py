@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def main(argv=None) -> None:
     lines = [
         "# ROAR retraining recipe",
         "",
-        f"`python benchmarks/roar_recipe.py {' '.join(argv or [])}`".replace(" `", "`"),
+        f"`python benchmarks/roar_recipe.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
+        .replace(" `", "`"),
         "",
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
         f"{platform.machine()}; load average {load[0]:.1f} / {load[1]:.1f} at the end; "
