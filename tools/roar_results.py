@@ -56,6 +56,15 @@ def _fmt_ci(mean, lo, hi) -> str:
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _ranking_bullet(label: str, note: str, ranks: pd.DataFrame, interval: str) -> str:
+    """One ranking cell as a bullet: the estimators in rank order with their scores, and those
+    that beat ``random`` (``interval`` says by which test)."""
+    wins = ranks.loc[ranks["beats_random"].astype(bool), "estimator"].tolist()
+    order = ", ".join(f"{r.estimator} {r.score:.3f}" for r in ranks.itertuples())
+    return (f"- **{label}** ({note}): {order}. Beat random ({interval}): "
+            f"{', '.join(wins) or 'none'}.")
+
+
 def findings(results: Path) -> list[str]:
     """The page's findings, one bullet each, from the CSVs in ``results``."""
     per_run = _read(results, "06_roar_per_image.csv")
@@ -72,21 +81,17 @@ def findings(results: Path) -> list[str]:
                f"{ref['accuracy'].mean():.3f} test accuracy (mean of {len(ref)} seeds; chance "
                f"0.125); {len(per_run) - len(ref)} retrainings on modified images.")
     for (mode, fill), g in ranks.groupby(["mode", "fill"], sort=False):
-        wins = g.loc[g["beats_random"].astype(bool), "estimator"].tolist()
-        order = ", ".join(f"{r.estimator} {r.score:.3f}" for r in g.itertuples())
         better = "higher" if mode == "kar" else "lower"
-        out.append(f"- **{mode.upper()}, {fill} fill** (mean accuracy over the fractions, "
-                   f"{better} is better): {order}. Beat random (paired t-interval over seeds): "
-                   f"{', '.join(wins) or 'none'}.")
+        out.append(_ranking_bullet(
+            f"{mode.upper()}, {fill} fill", f"mean accuracy over the fractions, {better} is better",
+            g, "paired t-interval over seeds"))
     for r in agree.itertuples():
         out.append(f"- **{r.mode.upper()}, {r.fill_a} vs {r.fill_b}:** Spearman "
                    f"{r.spearman:.2f} over {r.n_estimators} estimators; same best: "
                    f"{r.same_best} ({r.best_a} / {r.best_b}).")
     for (order, fill), g in road_ranks.groupby(["order", "fill"], sort=False):
-        wins = g.loc[g["beats_random"].astype(bool), "estimator"].tolist()
-        ranking = ", ".join(f"{r.estimator} {r.score:.3f}" for r in g.itertuples())
-        out.append(f"- **ROAD {order.upper()}, {fill} fill** (no retraining): {ranking}. "
-                   f"Beat random (paired bootstrap over images): {', '.join(wins) or 'none'}.")
+        out.append(_ranking_bullet(f"ROAD {order.upper()}, {fill} fill", "no retraining", g,
+                                   "paired bootstrap over images"))
     for r in road_agree.itertuples():
         out.append(f"- **ROAD {r.order.upper()} ({r.road_fill}) vs {r.mode.upper()} "
                    f"({r.roar_fill}):** Spearman {r.spearman:.2f} over {r.n_estimators} "
