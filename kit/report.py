@@ -8,8 +8,9 @@ Every evaluation notebook produces one *per-image long table*: a pandas DataFram
 plus optional grouping columns (for example ``remover`` for deletion curves or ``alpha`` for GAD).
 From it :func:`summarize` computes the mean and a 95% bootstrap confidence interval over images for
 every (method, metric) group, and :func:`compare_pairs` the *paired* difference X-G − X over the
-images both methods were run on, with its own bootstrap interval and the side that wins given the
-metric's direction. :func:`save_results` writes the three tables to ``results/``;
+images both methods were run on (and likewise X-R − X and X-O − X: the remover ladder's rungs,
+:data:`RUNG_PAIRS`), with its own bootstrap interval and the side that wins given the metric's
+direction. :func:`save_results` writes the three tables to ``results/``;
 ``tools/summary.py`` (called by ``make run``) assembles ``results/summary.md`` from them.
 
 Usage::
@@ -36,11 +37,13 @@ from kit.paths import output_root, results_dir
 
 __all__ = [
     "PAIRS",
+    "RUNG_PAIRS",
     "FIDO_OBJECTIVES",
     "COMPARISONS",
     "LONG_COLUMNS",
     "summarize",
     "compare_pairs",
+    "pair_rung",
     "wide",
     "save_results",
     "load_results",
@@ -54,8 +57,15 @@ FIDO_OBJECTIVES: tuple[str, str] = ("FIDO-CA-SSR", "FIDO-CA-SDR")
 """FIDO's two objectives, both with the inpainter: FIDO has no non-generative twin in the paper, so
 its SSR vs SDR comparison is reported beside the pairs, never counted as an X vs X-G pair."""
 
-COMPARISONS: list[tuple[str, str]] = [*PAIRS, FIDO_OBJECTIVES]
-"""What :func:`compare_pairs` compares by default: every X vs X-G pair, then FIDO's objectives."""
+RUNG_PAIRS: list[tuple[str, str]] = methods.rung_pairs()
+"""(X, X-G), then (X, X-R), then (X, X-O) for every ladder with an X rung
+(:func:`kit.attributors.methods.rung_pairs`): which rung makes "X-G beats X" hold. The first
+block is :data:`PAIRS`."""
+
+COMPARISONS: list[tuple[str, str]] = [*RUNG_PAIRS, FIDO_OBJECTIVES]
+"""What :func:`compare_pairs` compares by default: every rung pair, then FIDO's objectives."""
+
+_RUNG_OF_PAIR: dict[tuple[str, str], str] = {p: methods.rung(p[1]) for p in RUNG_PAIRS}
 
 LONG_COLUMNS = ("image", "method", "metric", "value")
 """Required columns of a per-image long table."""
@@ -137,15 +147,21 @@ def summarize(
                                        "higher_is_better"])
 
 
-def _winner(diff: float, low: float, high: float, higher: bool) -> str:
-    """Which side of X-G − X wins: the interval must exclude 0, then the direction decides."""
+def _winner(diff: float, low: float, high: float, higher: bool, second: str = "X-G") -> str:
+    """Which side of second − X wins: the interval must exclude 0, then the direction decides."""
     if not np.isfinite(diff) or not (np.isfinite(low) and np.isfinite(high)):
         return _TIE
     if low > 0:
-        return "X-G" if higher else "X"
+        return second if higher else "X"
     if high < 0:
-        return "X" if higher else "X-G"
+        return "X" if higher else second
     return _TIE
+
+
+def pair_rung(x: str, other: str) -> str:
+    """The ladder rung (``"G"``, ``"R"``, ``"O"``) that ``other`` is of ``x``'s method when
+    ``(x, other)`` is one of :data:`RUNG_PAIRS`, else ``""`` (e.g. FIDO's two objectives)."""
+    return _RUNG_OF_PAIR.get((x, other), "")
 
 
 def compare_pairs(
@@ -158,7 +174,7 @@ def compare_pairs(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Paired X vs X-G comparison over the images both methods were scored on.
+    """Paired X vs X-G (and X-R, X-O) comparison over the images both methods were scored on.
 
     Columns of ``per_image`` other than ``image``, ``by``, ``metric`` and ``value`` (for example
     ``remover``) are kept as extra grouping keys. Pairs whose methods are absent are skipped.
@@ -166,17 +182,21 @@ def compare_pairs(
     Args:
         per_image: long table.
         higher_is_better: direction of every metric.
-        pairs: ``(X, X-G)`` method names (default :data:`COMPARISONS`: every X vs X-G pair and
-            FIDO's SSR vs SDR).
+        pairs: ``(X, other)`` method names (default :data:`COMPARISONS`: every X vs X-G, X-R and
+            X-O pair, and FIDO's SSR vs SDR).
         by: the column holding the method names.
         confidence, n_resamples, seed: bootstrap settings of the interval of the mean difference.
 
     Returns:
-        DataFrame with columns ``*extra, metric, x, x_g, mean_x, mean_x_g, diff, ci_low, ci_high,
-        n, frac_x_g_better, higher_is_better, winner``; ``diff`` is the mean of X-G − X, ``winner``
-        is ``"X-G"``, ``"X"`` or ``"tie"`` (the interval contains 0), ``frac_x_g_better`` the share
-        of images on which X-G is strictly better, ``n_nan`` the number of images left out of the
-        paired test because either side's value is NaN or missing (``n`` counts the images in it).
+        DataFrame with columns ``*extra, metric, x, x_g, rung, mean_x, mean_x_g, diff, ci_low,
+        ci_high, n, frac_x_g_better, higher_is_better, winner, n_nan``. ``x_g`` is the pair's
+        second method (X-G, X-R or X-O; the column keeps the paper's name), ``rung`` its ladder rung
+        (:func:`pair_rung`: ``"G"``, ``"R"``, ``"O"``, or ``""`` for a pair that is not X and one
+        of its rungs); ``diff`` is the mean of second − X; ``winner`` is ``"X"``, the second's label
+        (``"X-G"``, ``"X-R"``, ``"X-O"``; ``"X-G"`` for a pair without a rung) or ``"tie"`` (the
+        interval contains 0); ``frac_x_g_better`` the share of images on which the second is
+        strictly better; ``n_nan`` the number of images left out of the paired test because
+        either side's value is NaN or missing (``n`` counts the images in it).
     """
     _check_long(per_image, [by])
     _check_directions(per_image, higher_is_better)
@@ -202,19 +222,20 @@ def compare_pairs(
             low, high = bootstrap_ci(d, confidence=confidence, n_resamples=n_resamples, seed=seed)
             diff = float(d.mean()) if d.size else float("nan")
             better = (d > 0) if higher else (d < 0)
+            r = pair_rung(x, xg)
             rows.append({
                 **dict(zip(extra, key[:-1], strict=False)),
-                "metric": metric, "x": x, "x_g": xg,
+                "metric": metric, "x": x, "x_g": xg, "rung": r,
                 "mean_x": float(a.mean()) if a.size else float("nan"),
                 "mean_x_g": float(b.mean()) if b.size else float("nan"),
                 "diff": diff, "ci_low": low, "ci_high": high, "n": int(d.size),
                 "frac_x_g_better": float(better.mean()) if d.size else float("nan"),
                 "higher_is_better": higher,
-                "winner": _winner(diff, low, high, higher),
+                "winner": _winner(diff, low, high, higher, f"X-{r or 'G'}"),
                 "n_nan": n_nan,
             })
-    cols = [*extra, "metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
-            "frac_x_g_better", "higher_is_better", "winner", "n_nan"]
+    cols = [*extra, "metric", "x", "x_g", "rung", "mean_x", "mean_x_g", "diff", "ci_low",
+            "ci_high", "n", "frac_x_g_better", "higher_is_better", "winner", "n_nan"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -89,7 +89,7 @@ def test_generate_writes_between_the_markers_only(copy):
     # pooled "all" rows only (the headline's rule), twins from METHODS, FIDO's objectives apart
     assert "| SP vs SP-G | 2 / 0 / 0 | **2 / 0 / 0** |" in text
     assert "| RISE vs RISE-G | 0 / 1 / 0 | **0 / 1 / 0** |" in text
-    assert "| FIDO-CA-SSR vs FIDO-CA-SDR (not an X vs X-G pair) | 0 / 0 / 1 |" in text
+    assert "| FIDO-CA-SSR vs FIDO-CA-SDR (not X and one of its rungs) | 0 / 0 / 1 |" in text
     assert "- [`00_world`](docs/results/summary.md#00_world): no table in the summary." in text
     assert "![04_sam_sensitivity: similarity bars](docs/results/04_similarity_bars.png)" in text
     assert _run(readme, results, "--check") == 0
@@ -116,3 +116,33 @@ def test_missing_markers_or_summary_are_named(copy):
     (results / "summary.md").unlink()
     with pytest.raises(SystemExit, match="summary.md not found"):
         _run(readme, results)
+
+
+def test_rung_comparisons_and_claims_reach_the_readme(tmp_path, monkeypatch):
+    # end to end: compare_pairs -> tools/summary.py's page (the current layout) -> the README
+    import pandas as pd
+    import summary
+
+    from kit import report
+
+    out = tmp_path / "out"
+    monkeypatch.setenv("KIT_OUTPUT", str(out))
+    base = [0.1, 0.2, 0.3, 0.4, 0.3, 0.2]
+    vals = {"SP": base, "SP-G": [v - 0.1 for v in base], "SP-O": [v + 0.3 for v in base]}
+    df = pd.DataFrame([{"image": i, "method": k, "metric": "mass", "value": v}
+                       for k, vs in vals.items() for i, v in enumerate(vs)])
+    hib = {"mass": True}
+    report.save_results("02_localization", df, report.summarize(df, hib),
+                        report.compare_pairs(df, hib))
+    results = tmp_path / "docs" / "results"
+    summary.write_summary(out=results / "summary.md", figures_per_notebook=0)
+    readme = tmp_path / "README.md"
+    readme.write_text(README, encoding="utf-8")
+    assert _run(readme, results) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert "**Claims** (from [`docs/results/summary.md`]" in text
+    assert "| localisation | 02_localization | 0 / 1 / 0 (fails) | 1 / 0 / 0 (holds) |" in text
+    assert "| SP vs SP-G | 0 / 1 / 0 | **0 / 1 / 0** |" in text
+    assert "| SP vs SP-O | 1 / 0 / 0 | **1 / 0 / 0** |" in text
+    assert "2 X vs its rungs rows" in text
+    assert _run(readme, results, "--check") == 0

@@ -98,7 +98,10 @@ def test_pairs_are_derived_from_methods():
     assert report.PAIRS == pairs()
     assert ("RISE", "RISE-G") in report.PAIRS and ("SP", "SP-G") in report.PAIRS
     assert report.FIDO_OBJECTIVES not in report.PAIRS  # both objectives inpaint: not a twin pair
-    assert report.COMPARISONS == [*report.PAIRS, report.FIDO_OBJECTIVES]
+    assert report.COMPARISONS == [*report.RUNG_PAIRS, report.FIDO_OBJECTIVES]
+    assert report.RUNG_PAIRS[:len(report.PAIRS)] == report.PAIRS  # X vs X-G first
+    assert {report.pair_rung(x, y) for x, y in report.RUNG_PAIRS} == {"G", "R", "O"}
+    assert report.pair_rung(*report.FIDO_OBJECTIVES) == ""
 
 
 def test_wide_layout_for_bars():

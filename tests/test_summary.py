@@ -36,7 +36,8 @@ def test_summary_page(tmp_path, monkeypatch):
     text = out.read_text()
     assert out == tmp_path / "results" / "summary.md"
     assert "## 02_localization" in text and "X-G wins 1, X wins 0, ties 0" in text
-    assert "| SP | SP-G |" in text and "../figures/02_localization/bars.png" in text
+    assert "| SP | X-G | SP-G |" in text and "../figures/02_localization/bars.png" in text
+    assert "**X vs its rungs**" in text
     assert "mass (↑)" in text and "1.0 min" in text
     # A rerun without pairs removes the stale pairs file, and the headline disappears.
     report.save_results("02_localization", df, report.summarize(df, hib), None)
@@ -90,6 +91,7 @@ def test_headline_keeps_non_twin_pairs_apart(tmp_path, monkeypatch):
     assert "Over 1 paired X vs X-G comparisons" in text and "X-G wins 1, X wins 0" in text
     assert "FIDO-CA-SSR vs FIDO-CA-SDR (not an X vs X-G pair), over 1: FIDO-CA-SDR wins 0, " \
            "FIDO-CA-SSR wins 1" in text
+    assert "| FIDO-CA-SSR | – | FIDO-CA-SDR |" in text  # no rung: "–" in the pairs table
 
 
 def test_headline_counts_the_pairs_derived_from_methods(tmp_path, monkeypatch):
@@ -149,3 +151,29 @@ def test_ladder_flags_budget_limited_methods(tmp_path, monkeypatch):
     assert summary.budget_limited_methods(res) == {"MP2-G"}
     assert summary.budget_limited_methods(tmp_path / "nowhere") == \
         summary.budget_limited_methods(None)  # falls back to the shipped table (or none)
+
+
+def test_rungs_are_compared_and_claims_say_which_makes_them_hold(tmp_path, monkeypatch):
+    # X vs X-G, X-R and X-O in one table; the headline counts each rung apart, and the claims
+    # table says per notebook which rung wins: here G loses, R and O win (paired, 6 images)
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
+    base = [0.1, 0.2, 0.3, 0.4, 0.3, 0.2]
+    df = _long({"SP": base, "SP-G": [v - 0.1 for v in base], "SP-R": [v + 0.1 for v in base],
+                "SP-O": [v + 0.3 for v in base], "LIME": base,
+                "LIME-R": [v + 0.05 * (-1) ** i for i, v in enumerate(base)]}, metric="mass")
+    hib = {"mass": True}
+    pairs = report.compare_pairs(df, hib)
+    assert list(zip(pairs.x_g, pairs.rung, pairs.winner, strict=True)) == [
+        ("SP-G", "G", "X"), ("SP-R", "R", "X-R"), ("LIME-R", "R", "tie"), ("SP-O", "O", "X-O")]
+    report.save_results("02_localization", df, report.summarize(df, hib), pairs)
+    text = summary.write_summary().read_text()
+    assert "Over 1 paired X vs X-G comparisons (pairs × metrics × settings): X-G wins 0, X wins " \
+           "1, ties 0. X vs X-R, over 2: X-R wins 1, X wins 0, ties 1. X vs X-O, over 1: X-O " \
+           "wins 1, X wins 0, ties 0." in text
+    assert "| SP | X-R | SP-R |" in text and "| SP | X-O | SP-O |" in text
+    assert "**Claims**" in text
+    assert ("| localisation | 02_localization | 0 / 1 / 0 (fails) | 1 / 0 / 1 (mixed) | "
+            "1 / 0 / 0 (holds) |") in text
+    counts = summary.claim_counts(pairs.assign(notebook="02_localization"))
+    assert counts[["rung", "wins", "losses", "ties"]].values.tolist() == [
+        ["G", 0, 1, 0], ["R", 1, 0, 1], ["O", 1, 0, 0]]

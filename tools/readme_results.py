@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from summary import TIE, headline_pairs  # sibling script (tools/ is sys.path[0])
+from summary import PAIRS_LABEL, TIE, headline_pairs  # sibling script (tools/ is sys.path[0])
 
 from kit import report
 from kit.cache import write_atomic_bytes
@@ -76,40 +76,71 @@ def parse_summary(text: str) -> dict:
     """The parts of a generated ``summary.md`` that the README shows.
 
     Returns:
-        ``{"headline": str | None, "run_time": str | None, "sections": [(stem, tables), ...]}``,
-        ``tables`` mapping each table's label to a DataFrame of its cells (strings).
+        ``{"headline": str | None, "run_time": str | None, "claims": [line, ...] | None,
+        "sections": [(stem, tables), ...]}``, ``tables`` mapping each table's label to a
+        DataFrame of its cells (strings); ``claims`` the summary's claims sentence and table.
     """
     lines = text.splitlines()
     headline = next((ln for ln in lines if ln.startswith("**Headline.**")), None)
     run_time = next((ln for ln in lines if ln.startswith("**Run time.**")), None)
     starts = [i for i, ln in enumerate(lines) if ln.startswith("## ")]
+    preamble = lines[:starts[0] if starts else len(lines)]
+    claims = None
+    if "**Claims**" in preamble:  # the label, its sentence, then the table: kept verbatim
+        i = preamble.index("**Claims**") + 1
+        j = next((k for k in range(i, len(preamble)) if preamble[k].startswith("|")), None)
+        if j is not None:
+            k = j
+            while k < len(preamble) and preamble[k].startswith("|"):
+                k += 1
+            claims = [ln for ln in preamble[i:j] if ln.strip()] + preamble[j:k]
     sections = []
     for a, b in zip(starts, [*starts[1:], len(lines)], strict=True):
         sections.append((lines[a][3:].strip(), _tables(lines[a + 1:b])))
-    return {"headline": headline, "run_time": run_time, "sections": sections}
+    return {"headline": headline, "run_time": run_time, "claims": claims, "sections": sections}
+
+
+def _pairs_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
+    """A section's comparison table with columns ``x``, ``x_g``, ``rung`` (``G``/``R``/``O``/""),
+    ``winner``: the current layout (``PAIRS_LABEL``: X, rung, vs) or the older X vs X-G one."""
+    t = tables.get(PAIRS_LABEL)
+    if t is not None:
+        labels = {"X-G": "G", "X-R": "R", "X-O": "O"}
+        t = t.rename(columns={"X": "x", "vs": "x_g"})
+        t = t.assign(rung=t["rung"].map(labels).fillna(""))
+    else:
+        t = tables.get("X vs X-G")
+        if t is None:
+            return None
+        t = t.rename(columns={"X": "x", "X-G": "x_g"})
+        twins = set(report.PAIRS)
+        t = t.assign(rung=["G" if (x, g) in twins else "" for x, g in
+                           zip(t["x"], t["x_g"], strict=True)])
+    return t.assign(winner=t["winner"].str.strip("*"))
 
 
 def tally(sections: list[tuple[str, dict[str, pd.DataFrame]]]) -> pd.DataFrame:
-    """Winner counts per compared pair and notebook from the sections' ``X vs X-G`` tables.
+    """Winner counts per compared pair and notebook from the sections' comparison tables.
 
     Returns:
-        DataFrame with columns ``notebook, x, x_g, twin, X-G, X, tie`` (``twin``: the pair is one
-        of :data:`kit.report.PAIRS`), one row per pair and notebook, in first-seen order.
+        DataFrame with columns ``notebook, x, x_g, rung, twin, X-G, X, tie`` (``rung``: ``G``,
+        ``R``, ``O`` for X and one of its rungs, "" otherwise; ``twin``: the pair is X and one of
+        its rungs; ``X-G``: the second method's wins, whatever its rung), one row per pair and
+        notebook, in first-seen order.
     """
     rows = []
     for stem, tables in sections:
-        t = tables.get("X vs X-G")
+        t = _pairs_table(tables)
         if t is None or not len(t):
             continue
-        t = t.rename(columns={"X": "x", "X-G": "x_g"})
-        t = headline_pairs(t.assign(winner=t["winner"].str.strip("*")))
-        for (x, x_g), g in t.groupby(["x", "x_g"], sort=False):
+        t = headline_pairs(t)
+        for (x, x_g, rung), g in t.groupby(["x", "x_g", "rung"], sort=False):
             c = g["winner"].value_counts()
-            rows.append({"notebook": stem, "x": x, "x_g": x_g,
-                         "twin": (x, x_g) in set(report.PAIRS),
-                         "X-G": int(c.get("X-G", 0)), "X": int(c.get("X", 0)),
+            second = f"X-{rung or 'G'}"
+            rows.append({"notebook": stem, "x": x, "x_g": x_g, "rung": rung, "twin": bool(rung),
+                         "X-G": int(c.get(second, 0)), "X": int(c.get("X", 0)),
                          "tie": int(c.get(TIE, 0))})
-    return pd.DataFrame(rows, columns=["notebook", "x", "x_g", "twin", "X-G", "X", "tie"])
+    return pd.DataFrame(rows, columns=["notebook", "x", "x_g", "rung", "twin", "X-G", "X", "tie"])
 
 
 def _tally_markdown(counts: pd.DataFrame) -> list[str]:
@@ -118,7 +149,7 @@ def _tally_markdown(counts: pd.DataFrame) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for (x, x_g), g in counts.groupby(["x", "x_g"], sort=False):
         by_nb = {r["notebook"]: r for r in g.to_dict("records")}
-        cells = [f"{x} vs {x_g}" + ("" if g["twin"].iloc[0] else " (not an X vs X-G pair)")]
+        cells = [f"{x} vs {x_g}" + ("" if g["twin"].iloc[0] else " (not X and one of its rungs)")]
         for nb in notebooks:
             r = by_nb.get(nb)
             cells.append("–" if r is None else f"{r['X-G']} / {r['X']} / {r['tie']}")
@@ -146,18 +177,21 @@ def generate(results: Path, readme_dir: Path) -> str:
     for key in ("headline", "run_time"):
         if parsed[key]:
             lines += [parsed[key], ""]
+    if parsed.get("claims"):
+        lines += [f"**Claims** (from [`{rel}/summary.md`]({rel}/summary.md)). " +
+                  parsed["claims"][0], "", *parsed["claims"][1:], ""]
     counts = tally(parsed["sections"])
     if len(counts):
-        lines += ["Per pair and notebook, from the X vs X-G tables of "
-                  f"[`{rel}/summary.md`]({rel}/summary.md) (X-G wins / X wins / ties; a side "
-                  "wins when the 95% CI of the paired difference excludes 0; pooled over "
-                  "hyperparameters as in the headline; in a row that is not an X vs X-G pair the "
-                  "second method's wins come first):", "", *_tally_markdown(counts), ""]
+        lines += ["Per pair and notebook, from the comparison tables of "
+                  f"[`{rel}/summary.md`]({rel}/summary.md) (the second method's wins / X wins / "
+                  "ties; a side wins when the 95% CI of the paired difference excludes 0; pooled "
+                  "over hyperparameters as in the headline):", "", *_tally_markdown(counts), ""]
     figures = sorted(results.glob("[0-9][0-9]_*.png"))
     for stem, tables in parsed["sections"]:
         parts = []
-        if "X vs X-G" in tables:
-            parts.append(f"{len(tables['X vs X-G'])} X vs X-G rows")
+        for label in (PAIRS_LABEL, "X vs X-G"):
+            if label in tables:
+                parts.append(f"{len(tables[label])} {label} rows")
         if "All methods" in tables:
             parts.append(f"a methods × metrics table of {len(tables['All methods'])} rows")
         what = " and ".join(parts) if parts else "no table in the summary"

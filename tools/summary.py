@@ -36,13 +36,32 @@ from kit.cache import write_atomic_bytes
 from kit.paths import output_root
 
 __all__ = ["write_summary", "notebook_stems", "headline_pairs", "ladder_markdown",
-           "pairs_markdown", "summary_markdown", "budget_limited_methods"]
+           "pairs_markdown", "summary_markdown", "budget_limited_methods", "claim_counts",
+           "claims_markdown", "CLAIMS", "PAIRS_LABEL"]
 
 TIE = "tie"
 """The ``winner`` value of :func:`kit.report.compare_pairs` when the interval contains 0."""
 
-_PAIR_COLUMNS = ("metric", "x", "x_g", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n",
-                 "frac_x_g_better", "higher_is_better", "winner", "n_nan")
+_PAIR_COLUMNS = ("metric", "x", "x_g", "rung", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high",
+                 "n", "frac_x_g_better", "higher_is_better", "winner", "n_nan")
+
+PAIRS_LABEL = "X vs its rungs"
+"""The bold label above a notebook's comparison table (``tools/readme_results.py`` reads it;
+summaries written before the R and O rungs were compared label it ``X vs X-G``)."""
+
+CLAIMS = {"01": "plausibility", "02": "localisation", "03": "deletion / insertion",
+          "04": "robustness (SAM)", "05": "GAD"}
+"""The paper's claim each notebook tests, by its number."""
+
+
+def _rungs(pairs: pd.DataFrame) -> pd.Series:
+    """Each row's rung (``G``, ``R``, ``O``, ``""``): the column, or for a table written before
+    it existed, ``G`` for :data:`kit.report.PAIRS` rows."""
+    if "rung" in pairs.columns:
+        return pairs["rung"].fillna("").astype(str)
+    twins = set(report.PAIRS)
+    return pd.Series(["G" if (x, g) in twins else "" for x, g in
+                      zip(pairs["x"], pairs["x_g"], strict=True)], index=pairs.index)
 _SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "n", "n_nan", "higher_is_better")
 
 
@@ -51,15 +70,19 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 def pairs_markdown(pairs: pd.DataFrame) -> list[str]:
-    """Markdown table lines of a :func:`kit.report.compare_pairs` table, one row per comparison."""
+    """Markdown table lines of a :func:`kit.report.compare_pairs` table, one row per comparison:
+    X, the rung it is compared with (``X-G``, ``X-R``, ``X-O``; "–" for a pair that is not X and
+    one of its rungs) and that method ("vs")."""
     extra = [c for c in pairs.columns if c not in _PAIR_COLUMNS]
-    head = [*extra, "metric", "better", "X", "X-G", "mean X", "mean X-G",
-            "X-G − X [95% CI]", "X-G better on", "n", "NaN left out", "winner"]
+    head = [*extra, "metric", "better", "X", "rung", "vs", "mean X", "mean vs",
+            "vs − X [95% CI]", "vs better on", "n", "NaN left out", "winner"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in pairs.itertuples(index=False):
+    rungs = _rungs(pairs)
+    for r, rung in zip(pairs.itertuples(index=False), rungs, strict=True):
         d = r._asdict()
         cells = [str(d[c]) for c in extra] + [
-            d["metric"], "higher" if d["higher_is_better"] else "lower", d["x"], d["x_g"],
+            d["metric"], "higher" if d["higher_is_better"] else "lower", d["x"],
+            RUNG_LABELS[rung] if rung else "–", d["x_g"],
             _fmt(d["mean_x"]), _fmt(d["mean_x_g"]),
             f"{_fmt(d['diff'])} [{_fmt(d['ci_low'])}, {_fmt(d['ci_high'])}]",
             "–" if not np.isfinite(d["frac_x_g_better"]) else f"{100 * d['frac_x_g_better']:.0f}%",
@@ -200,21 +223,77 @@ def headline_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _headline(cat: pd.DataFrame) -> str:
-    """The headline sentence: X vs X-G wins over :data:`kit.report.PAIRS`, then every other
-    compared pair (FIDO's objectives) on its own."""
-    twin = pd.Series([(x, g) in set(report.PAIRS) for x, g in zip(cat["x"], cat["x_g"],
-                                                                   strict=True)],
-                     index=cat.index, dtype=bool)
+    """The headline sentence: X vs X-G wins over :data:`kit.report.PAIRS`, then X vs X-R and X vs
+    X-O where the tables have them, then every other compared pair (FIDO's objectives) on its
+    own."""
+    rungs = _rungs(cat)
+    twin = rungs == "G"
     counts = cat.loc[twin, "winner"].value_counts()
     head = (f"**Headline.** Over {int(twin.sum())} paired X vs X-G comparisons (pairs × "
             f"metrics × settings): X-G wins {int(counts.get('X-G', 0))}, X wins "
             f"{int(counts.get('X', 0))}, ties {int(counts.get(TIE, 0))}.")
-    for (x, x_g), g in cat[~twin].groupby(["x", "x_g"], sort=False):
+    for rung in ("R", "O"):
+        sel = rungs == rung
+        if sel.any():
+            c = cat.loc[sel, "winner"].value_counts()
+            label = RUNG_LABELS[rung]
+            head += (f" X vs {label}, over {int(sel.sum())}: {label} wins "
+                     f"{int(c.get(label, 0))}, X wins {int(c.get('X', 0))}, "
+                     f"ties {int(c.get(TIE, 0))}.")
+    for (x, x_g), g in cat[rungs == ""].groupby(["x", "x_g"], sort=False):
         c = g["winner"].value_counts()
         head += (f" {x} vs {x_g} (not an X vs X-G pair), over {len(g)}: {x_g} wins "
                  f"{int(c.get('X-G', 0))}, {x} wins {int(c.get('X', 0))}, "
                  f"ties {int(c.get(TIE, 0))}.")
     return head
+
+
+def claim_counts(cat: pd.DataFrame) -> pd.DataFrame:
+    """Per notebook (the claim it tests, :data:`CLAIMS`) and rung: how often X-<rung> beats X.
+
+    Args:
+        cat: the headline's comparisons (:func:`headline_pairs` of every notebook's table, with a
+            ``notebook`` column).
+
+    Returns:
+        DataFrame ``notebook, claim, rung, n, wins, losses, ties, verdict`` (rungs G, R, O that
+        the notebook compared). ``verdict``: ``"holds"`` when X-<rung> wins more comparisons
+        than X and than the ties, ``"fails"`` when X wins more than X-<rung>, else ``"mixed"``.
+    """
+    rows = []
+    rungs = _rungs(cat)
+    for stem in dict.fromkeys(cat["notebook"]):
+        for rung in ("G", "R", "O"):
+            g = cat[(cat["notebook"] == stem) & (rungs == rung)]
+            if not len(g):
+                continue
+            c = g["winner"].value_counts()
+            wins, losses, ties = (int(c.get(RUNG_LABELS[rung], 0)), int(c.get("X", 0)),
+                                  int(c.get(TIE, 0)))
+            verdict = ("holds" if wins > losses and wins > ties else
+                       "fails" if losses > wins else "mixed")
+            rows.append({"notebook": stem, "claim": CLAIMS.get(stem[:2], stem), "rung": rung,
+                         "n": len(g), "wins": wins, "losses": losses, "ties": ties,
+                         "verdict": verdict})
+    return pd.DataFrame(rows, columns=["notebook", "claim", "rung", "n", "wins", "losses", "ties",
+                                       "verdict"])
+
+
+def claims_markdown(counts: pd.DataFrame) -> list[str]:
+    """The claims table: one row per notebook, one column per rung, cells
+    ``wins / losses / ties (verdict)`` of X-<rung> against X (:func:`claim_counts`)."""
+    if not len(counts):
+        return []
+    rungs = [r for r in ("G", "R", "O") if (counts["rung"] == r).any()]
+    head = ["claim", "notebook", *[f"{RUNG_LABELS[r]} vs X" for r in rungs]]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---|" * len(rungs)]
+    for stem, g in counts.groupby("notebook", sort=False):
+        by = {r.rung: r for r in g.itertuples(index=False)}
+        cells = [g["claim"].iloc[0], stem] + [
+            "–" if r not in by else
+            f"{by[r].wins} / {by[r].losses} / {by[r].ties} ({by[r].verdict})" for r in rungs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_summary(
@@ -255,7 +334,7 @@ def write_summary(
         body += [f"## {stem}", ""]
         if "pairs" in tables and len(tables["pairs"]):
             all_pairs.append(headline_pairs(tables["pairs"]).assign(notebook=stem))
-            body += ["**X vs X-G**", "", *pairs_markdown(tables["pairs"]), ""]
+            body += [f"**{PAIRS_LABEL}**", "", *pairs_markdown(tables["pairs"]), ""]
         if "summary" in tables and {"metric", "mean"} <= set(tables["summary"].columns):
             md = summary_markdown(tables["summary"])
             if md:
@@ -269,7 +348,17 @@ def write_summary(
             rel = os.path.relpath(f, out.parent)
             body += [f"![{stem}: {f.stem}]({rel})", ""]
     if all_pairs:
-        lines += [_headline(pd.concat(all_pairs, ignore_index=True)), ""]
+        cat = pd.concat(all_pairs, ignore_index=True)
+        lines += [_headline(cat), ""]
+        claims = claims_markdown(claim_counts(cat))
+        if claims:
+            lines += ["**Claims**", "",
+                      "Which rung makes each claim hold: per notebook, X-<rung> wins / X wins / "
+                      "ties over its comparisons (pairs × metrics × settings, as the headline "
+                      "counts them); *holds* = X-<rung> wins more than X and more than the ties, "
+                      "*fails* = X wins more. X-O fills with the true background, which equals "
+                      "the image off the object: its localisation leaks the mask (02's "
+                      "within-object agreement does not).", "", *claims, ""]
     times = res / "run_times.csv"
     if times.exists():
         t = pd.read_csv(times)

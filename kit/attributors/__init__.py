@@ -27,6 +27,7 @@ from kit.attributors.methods import (
     ladder,
     pairs,
     rung,
+    rung_pairs,
 )
 from kit.attributors.registry import (
     ATTRIBUTORS,
@@ -54,7 +55,7 @@ from kit.attributors.registry import (
 
 __all__ = [
     "ATTRIBUTORS", "GEOMETRIES", "MASK_SETS", "get_attributor", "METHODS", "PROFILES", "Method",
-    "budget", "explain", "pairs", "ladder", "rung", "RUNGS", "RUNG_OF",
+    "budget", "explain", "pairs", "ladder", "rung", "rung_pairs", "RUNGS", "RUNG_OF",
     # the attributors themselves (function name = registry key; random is random_baseline)
     "saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "smoothgrad_sq",
     "vargrad", "guided_backprop", "grad_cam", "sliding_patch", "lime", "kernel_shap", "rise",

@@ -35,6 +35,7 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -42,7 +43,7 @@ import torch
 from kit.attributors.registry import get_attributor
 
 __all__ = ["METHODS", "Method", "PROFILES", "RUNGS", "RUNG_OF", "budget", "explain", "ladder",
-           "pairs", "rung", "GENERATIVE"]
+           "pairs", "rung", "rung_pairs", "GENERATIVE"]
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,29 @@ def pairs(methods=None) -> list[tuple[str, str]]:
                     and mg.remover in GENERATIVE):
                 out.append((x, g))
     return out
+
+
+def rung_pairs(methods=None, rungs: Sequence[str] = ("G", "R", "O")) -> list[tuple[str, str]]:
+    """(X, X-<rung>) pairs of every ladder with an X rung, from the registry (:func:`ladder`).
+
+    The comparisons that say which rung makes a claim hold: X vs X-G (the paper's, the same pairs
+    as :func:`pairs`), X vs X-R (a fill that removes the object) and X vs X-O (the true
+    background, the reference no real remover beats). Ordered rung by rung (every X vs X-G pair
+    first), methods in registry order; families without an X rung (FIDO) have none.
+
+    Args:
+        methods: restrict to these names (None = all of :data:`METHODS`); unknown names are
+            ignored, as in :func:`ladder`.
+        rungs: which of ``"G"``, ``"R"``, ``"O"`` to pair with X.
+
+    Raises:
+        ValueError: a rung that is not one of ``"G"``, ``"R"``, ``"O"``.
+    """
+    bad = [r for r in rungs if r not in RUNGS[1:]]
+    if bad:
+        raise ValueError(f"rungs: unknown rung(s) {bad}; valid: {list(RUNGS[1:])}")
+    lad = ladder(methods)
+    return [(fam["X"], fam[r]) for r in rungs for fam in lad.values() if "X" in fam and r in fam]
 
 
 _FAST_SP = {"stride": 4}
