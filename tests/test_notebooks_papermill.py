@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
 # Removers a notebook can be handed by name (``precomputed`` and ``cached`` wrap explicit fills).
-REMOVER_NAMES = ["gray", "blur", "noise", "telea", "ns", "inpaint", "oracle"]
-MASK_METHODS = ["SP", "SP-G", "LIME", "LIME-G", "RISE", "RISE-G", "MP", "MP-G", "MP2", "MP2-G"]
+REMOVER_NAMES = ["gray", "blur", "noise", "telea", "ns", "inpaint", "inpaint_removal", "oracle"]
+MASK_METHODS = ["SP", "SP-G", "SP-R", "SP-O", "LIME", "LIME-G", "LIME-R", "LIME-O", "RISE",
+                "RISE-G", "RISE-R", "RISE-O", "MP", "MP-G", "MP-R", "MP-O", "MP2", "MP2-G",
+                "MP2-R", "MP2-O"]
 
 
 def _all_methods() -> list[str]:
@@ -42,10 +44,11 @@ CASES: dict[str, list[dict]] = {
     "03_deletion": [
         dict(n_images=2, steps=4, sp_stride=8, lime_samples=20, mp_iterations=2,
              removers=REMOVER_NAMES, insertion_removers=["insertion_blur", "gray"],
-             methods=["SP", "random"]),
+             methods=["SP", "SP-R", "SP-O", "random"]),
     ],
     "04_sam_sensitivity": [
-        dict(n_images=2, methods=["SP-G", "LIME", "MP2-G", "FIDO-CA-SDR", "SmoothGrad", "RISE"],
+        dict(n_images=2, methods=["SP-G", "SP-O", "LIME", "LIME-R", "MP2-G", "FIDO-CA-SDR",
+                                  "SmoothGrad", "RISE"],
              sweep={"seed": [0, 1], "window": [5, 8], "n_samples": [20, 40],
                     "spread": [0.15, 0.2]}, against="all"),
     ],
@@ -127,3 +130,20 @@ def test_params_files_only_name_declared_parameters():
         unknown = sorted(set(params) - set(declared))
         assert not unknown, f"{path.name}: {unknown} are not parameters of {nb.name}"
 
+
+
+@pytest.mark.parametrize("stem", ["01_counterfactual_plausibility", "02_localization",
+                                  "03_deletion", "04_sam_sensitivity"])
+def test_full_runs_report_every_rung(stem):
+    # make run's configuration: each perturbation method it lists comes with all its rungs
+    # (X, X-G, X-R, X-O), so the summary can say which rung makes a claim hold
+    import yaml
+
+    from kit.attributors import ladder
+
+    methods = yaml.safe_load((ROOT / "params" / f"{stem}.yaml").read_text())["methods"]
+    for base, rungs in ladder().items():
+        listed = [n for n in rungs.values() if n in methods]
+        if listed:
+            assert listed == list(rungs.values()), f"{stem}: {base} lists {listed} of {rungs}"
+    assert any(len(r) == 4 for r in ladder(methods).values())

@@ -43,7 +43,7 @@ from kit import cache as store
 from kit.maps import Maps, method_geometry
 
 __all__ = ["LAMBDAS", "METRICS", "HIGHER_IS_BETTER", "continuum_maps", "continuum_per_image",
-           "matching_lambda", "resolve_method", "summarize"]
+           "continuum_table", "matching_lambda", "resolve_method", "summarize"]
 
 LAMBDAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The share of the true background in the fill: 0 = X-G (completion), 1 = X-O (oracle)."""
@@ -223,6 +223,46 @@ def continuum_per_image(method: str, model, batch, *, lambdas: Sequence[float] =
             frames.append(pd.DataFrame({"image": np.arange(v.shape[0]), "method": base,
                                         "fill": fill, "lam": lam, "metric": metric,
                                         "value": v.double().numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def continuum_table(methods: Sequence[str], model, batch, *, profile: str = "full",
+                    lambdas: Sequence[float] = LAMBDAS, seed: int = 0,
+                    batch_size: int | None = None, cache: bool = True):
+    """:func:`continuum_per_image` for several methods at a budget profile's hyperparameters.
+
+    Each method runs along the continuum with its O rung's entry of
+    :data:`kit.attributors.PROFILES` ``[profile]`` (the O rung: never SP's local windows, which
+    the blend refuses), its X rung with the X rung's entry, so the X maps are the ones notebooks
+    01-04 compute at that profile (the same :mod:`kit.mapcache` entries).
+
+    Args:
+        methods: ladder base or rung names (:func:`resolve_method`), e.g. ``["SP", "LIME"]``.
+        model, batch, lambdas, seed, batch_size, cache: as :func:`continuum_per_image`.
+        profile: a key of :data:`kit.attributors.PROFILES`.
+
+    Returns:
+        The methods' :func:`continuum_per_image` tables, one after the other.
+
+    Raises:
+        ValueError: no methods, an unknown method or profile.
+    """
+    import pandas as pd
+
+    from kit.attributors import budget
+
+    methods = list(methods)
+    if not methods:
+        raise ValueError("methods: expected at least one ladder method, got none")
+    frames = []
+    for m in methods:
+        _, rungs = resolve_method(m)
+        names = [rungs["O"], *([rungs["X"]] if "X" in rungs else [])]
+        params = budget(profile, names)
+        frames.append(continuum_per_image(
+            m, model, batch, lambdas=lambdas, overrides=params.get(rungs["O"], {}),
+            x_overrides=params.get(rungs.get("X"), {}), seed=seed, batch_size=batch_size,
+            cache=cache))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -110,8 +110,25 @@ SWEEPS: dict[str, dict[str, Sweep]] = {
         "spread": Sweep((0.1, 0.15, 0.2), 0.15, "spread {0.1, 0.15, 0.2} (default 0.15)"),
     },
 }
+
+def _every_rung(sweeps: dict[str, dict[str, Sweep]]) -> dict[str, dict[str, Sweep]]:
+    """The hand-listed sweeps, extended to every rung of each method's ladder (X, X-G, X-R, X-O:
+    :func:`kit.attributors.methods.ladder`), so the rungs of one method share its sweep."""
+    from kit.attributors.methods import ladder
+
+    out = dict(sweeps)
+    for rungs in ladder().values():
+        given = next((sweeps[n] for n in rungs.values() if n in sweeps), None)
+        if given is not None:
+            for n in rungs.values():
+                out.setdefault(n, given)
+    return out
+
+
+SWEEPS = _every_rung(SWEEPS)
 """Method name -> hyperparameter -> :class:`Sweep` (64×64 values; 224 values in ``reference``).
-These are the hyperparameters a method can be swept over (:func:`sweep_maps`)."""
+These are the hyperparameters a method can be swept over (:func:`sweep_maps`); every rung of
+a ladder has its method's sweep (the project's shared sweeps, one per method)."""
 
 
 def floor_label(method: str) -> str:
@@ -163,12 +180,14 @@ class _VariantTask:
     cache: bool
 
 
-def _variant(task: _VariantTask, *, model, x: torch.Tensor, target) -> Variant:
+def _variant(task: _VariantTask, *, model, x: torch.Tensor, target,
+             backgrounds: torch.Tensor | None = None) -> Variant:
     """The maps of one sweep configuration (module level: Dask workers import it by name)."""
     from kit.mapcache import compute_maps
 
     maps = compute_maps([task.name], model, x, target, overrides={task.name: task.config},
-                        seed=task.seed, batch_size=task.batch_size, cache=task.cache)
+                        seed=task.seed, batch_size=task.batch_size, cache=task.cache,
+                        backgrounds=backgrounds)
     # each window's grid has its own coverage geometry, which the maps carry
     return Variant(task.param, task.value, maps[task.name].cpu(), geometry_of(maps, task.name),
                    {**task.config, "seed": task.seed})
@@ -254,6 +273,7 @@ def sweep_maps(
     cache: bool = True,
     progress: bool = False,
     client=None,
+    backgrounds: torch.Tensor | None = None,
 ) -> list[Variant]:
     """The maps of method ``name`` at its default configuration and at every sweep value.
 
@@ -278,6 +298,8 @@ def sweep_maps(
             configuration (:func:`kit.distributed.map_tasks`; the model and images are sent to
             each worker once). The maps are the same either way (each configuration carries
             its seed) and land in the same disk cache.
+        backgrounds: ``(N,3,H,W)`` true backgrounds aligned with ``x``, for an O rung (the
+            oracle remover; :func:`kit.mapcache.compute_maps` raises without them).
 
     Returns:
         ``[default, variant, ...]``: the default :class:`Variant` (``param`` None) first, then one
@@ -309,9 +331,11 @@ def sweep_maps(
             else:
                 tasks.append(_VariantTask(name, param, v, {**base, param: v}, seed, batch_size,
                                           cache))
-    return map_tasks(_variant, tasks, client=client, shared={"model": model, "x": x,
-                                                              "target": target},
-                     progress=progress, desc=f"sam-{name}")
+    shared = {"model": model, "x": x, "target": target}
+    if backgrounds is not None:
+        shared["backgrounds"] = backgrounds
+    return map_tasks(_variant, tasks, client=client, shared=shared, progress=progress,
+                     desc=f"sam-{name}")
 
 
 # --------------------------------------------------------------------------- tables
@@ -566,6 +590,7 @@ def run_sweep(
     cache: bool = True,
     progress: bool = False,
     client=None,
+    backgrounds: torch.Tensor | None = None,
 ) -> pd.DataFrame:
     """SAM sensitivity of one method over images: per-image long table.
 
@@ -573,8 +598,8 @@ def run_sweep(
     averages each image's pairs (:func:`per_image`).
 
     Args:
-        name, model, x, target, sweep, base, seed, batch_size, cache, progress, client: as
-            :func:`sweep_maps`.
+        name, model, x, target, sweep, base, seed, batch_size, cache, progress, client,
+            backgrounds: as :func:`sweep_maps`.
         against: as :func:`variant_table`.
         floor: also append the floor's rows (maps of other images), labelled
             :func:`floor_label` (``"other images (<name>)"``).
@@ -584,6 +609,7 @@ def run_sweep(
         ``hog_pearson`` (all higher is better); NaN where a map is constant.
     """
     variants = sweep_maps(name, model, x, target, sweep=sweep, base=base, seed=seed,
-                          batch_size=batch_size, cache=cache, progress=progress, client=client)
+                          batch_size=batch_size, cache=cache, progress=progress, client=client,
+                          backgrounds=backgrounds)
     return per_image(compare({name: variants}, tuple(x.shape[-2:]), against=against,
                              floor=floor))

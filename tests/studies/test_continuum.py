@@ -110,3 +110,29 @@ def test_bad_input(clf, batch):
     with pytest.raises(ValueError, match="backgrounds: expected shape"):
         continuum.continuum_maps("SP", clf, batch.images, batch.labels, batch.backgrounds[:1],
                                  cache=False)
+
+
+def test_continuum_table_runs_each_method_at_its_profile_budget(clf, batch, monkeypatch):
+    # the O rung's budget along the continuum, the X rung's beside it: the same tables as
+    # continuum_per_image called with those entries of the profile
+    from kit.attributors import budget
+
+    calls = []
+    real = continuum.continuum_per_image
+
+    def spy(method, model, b, **kw):
+        calls.append((method, kw["overrides"], kw["x_overrides"]))
+        return real(method, model, b, **{**kw, "inpainter": Flat()})
+
+    monkeypatch.setattr(continuum, "continuum_per_image", spy)
+    table = continuum.continuum_table(["SP", "MP2-G"], clf, batch, profile="cheap",
+                                      lambdas=(0.0, 1.0), cache=False)
+    cheap = budget("cheap", ["SP-O", "SP", "MP2-O", "MP2"])
+    assert calls == [("SP", cheap["SP-O"], cheap["SP"]), ("MP2-G", cheap["MP2-O"], cheap["MP2"])]
+    assert "local" not in calls[0][1]  # never SP's local windows along the blend
+    assert list(dict.fromkeys(table["method"])) == ["SP", "MP2"]
+    assert set(table["lam"].dropna()) == {0.0, 1.0}
+    with pytest.raises(ValueError, match="methods: expected at least one"):
+        continuum.continuum_table([], clf, batch)
+    with pytest.raises(ValueError, match="not a perturbation method"):
+        continuum.continuum_table(["GradCAM"], clf, batch)

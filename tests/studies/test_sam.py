@@ -108,6 +108,38 @@ def test_sweeps_table_covers_the_pairs_with_defaults_among_values():
     assert sam.SWEEPS["MP-G"]["seed"].values == (0, 1, 2, 3, 4)
 
 
+def test_every_rung_of_a_ladder_shares_its_methods_sweep():
+    from kit.attributors.methods import ladder
+
+    for base, rungs in ladder().items():
+        swept = [n for n in rungs.values() if n in sam.SWEEPS]
+        if swept:  # a method with a sweep: all its rungs (X-R and X-O too), the same one
+            assert swept == list(rungs.values()), (base, rungs)
+            assert all(sam.SWEEPS[n] == sam.SWEEPS[swept[0]] for n in swept), base
+    assert {"SP-R", "SP-O", "MP2-O", "FIDO-R-SSR", "RISE-G"} <= set(sam.SWEEPS)
+
+
+def test_an_oracle_rung_sweeps_with_the_batchs_backgrounds(tmp_path, monkeypatch):
+    from kit import models, world
+
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))
+    b = world.sample(2, seed=0, split="test")
+    clf = models.load_classifier("world")
+    with pytest.raises(ValueError, match="backgrounds"):
+        sam.sweep_maps("SP-O", clf, b.images, b.labels, sweep={"window": [12]},
+                       base={"stride": 8})
+    vs = sam.sweep_maps("SP-O", clf, b.images, b.labels, sweep={"window": [12]},
+                        base={"stride": 8}, backgrounds=b.backgrounds)
+    assert [v.label for v in vs] == ["default", "window=12"]
+    # the true background equals the image off the object: patches there change nothing
+    from kit.metrics.agreement import touching
+
+    for v in vs:
+        near = touching(b.masks, v.sal.shape[-2:], v.upsample)
+        sal = v.sal[:, 0]
+        assert sal[~near].abs().max() < 1e-6 and sal[near].abs().max() > 0
+
+
 def test_declared_sweep_defaults_are_the_attributors_own():
     # SWEEPS states each hyperparameter's default as data (sweep_maps skips the default value
     # without reading signatures); this keeps that data honest against the attributors.
