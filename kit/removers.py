@@ -59,6 +59,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from kit import passes
 from kit.checks import images as _check_images
 from kit.models import Classifier, Inpainter
 
@@ -285,6 +286,7 @@ class _OpenCV(Remover):
         hole = hole_mask(keep, self.threshold)
         imgs = (x.detach().permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
         holes = hole[:, 0].cpu().numpy().astype(np.uint8)
+        passes.record("opencv", len(imgs))
         # OpenCV inpaints one 8-bit image per call; there is no batched API.
         out = np.stack([
             cv2.inpaint(np.ascontiguousarray(i), h, self.radius, self._flag)

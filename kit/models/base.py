@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kit import checks
+from kit import checks, passes
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "Inpainter", "load_state"]
 
@@ -84,11 +84,18 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,3,H,W)`` pixel-space images -> ``(N,C)`` logits."""
-        return self.net(self.normalize(x))
+        out = self.net(self.normalize(x))
+        if passes.active():  # make run's pass counts (kit.passes); off by default
+            n = int(x.shape[0])
+            passes.record("classifier_forward", n)
+            if out.requires_grad:
+                out.register_hook(lambda g: passes.record("classifier_backward", n))
+        return out
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,3,H,W)`` pixel-space images -> ``(N,D)`` penultimate features."""
         z = self.normalize(x)
+        passes.record("classifier_forward", int(x.shape[0]))
         # A *method* named features (kit's nets) gives the pooled vector; torchvision's
         # `features` submodules (VGG, DenseNet, ...) are conv trunks, so those use the head tap.
         if inspect.ismethod(getattr(self.net, "features", None)):
@@ -168,6 +175,7 @@ class Inpainter(nn.Module):
                 f"keep's batch size must be 1 or {images.shape[0]} (images), got {keep.shape[0]}"
             )
         hole = (keep < 0.5).to(images.dtype).expand(images.shape[0], -1, -1, -1)
+        passes.record("inpainter", int(images.shape[0]))
         with torch.inference_mode():
             out = self.generate(images, hole).clamp(0, 1).to(images.dtype)
             return torch.where(hole.bool(), out, images)
