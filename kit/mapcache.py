@@ -56,11 +56,12 @@ def cache_dir() -> Path:
 
 
 def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
-              target: torch.Tensor, seed: int, backgrounds: torch.Tensor | None = None
-              ) -> str | None:
+              target: torch.Tensor, seed: int, backgrounds: torch.Tensor | None = None,
+              device: str | None = None) -> str | None:
     """The chunk's cache key, or None when the configuration cannot be keyed (e.g. a remover
     object instead of a name). ``backgrounds`` (the chunk's true backgrounds, for removers that
-    need them) are hashed too; None leaves the key as it was without them."""
+    need them) are hashed too; None leaves the key as it was without them. A ``device`` other
+    than the CPU is part of the key (a GPU's float arithmetic is not the CPU's, bit for bit)."""
     if not all(isinstance(v, (str, int, float, bool, type(None), tuple, list)) for v in
                config.values()):
         return None
@@ -72,6 +73,8 @@ def cache_key(name: str, config: Mapping, model_digest: str, x: torch.Tensor,
     parts += [cache.file_digest(f) for f in remover_files(config.get("remover"))]
     if backgrounds is not None:
         parts += ["backgrounds", backgrounds]
+    if device is not None and torch.device(device).type != "cpu":
+        parts += ["device", torch.device(device).type]
     return cache.digest(*parts)
 
 
@@ -97,7 +100,8 @@ def map_task(task: Mapping, *, model) -> tuple[torch.Tensor, float]:
     Args:
         task: ``name`` (method), ``x`` ``(n,3,H,W)``, ``target`` ``(n,)``, ``kw`` (the
             attributor's overrides with ``seed``), ``remover`` (the configured remover name),
-            ``backgrounds`` (``(n,3,H,W)`` or None) and ``path`` (the cache entry, or None).
+            ``backgrounds`` (``(n,3,H,W)`` or None), ``path`` (the cache entry, or None) and
+            ``device`` (where to compute: the model and the chunk go there; None = the CPU).
         model: the classifier (shared: scattered once per worker on a cluster).
 
     Returns:
@@ -112,6 +116,13 @@ def map_task(task: Mapping, *, model) -> tuple[torch.Tensor, float]:
         if isinstance(sal, torch.Tensor):
             return sal, 0.0
     xs, ts, kw, bs = task["x"], task["target"], dict(task["kw"]), task["backgrounds"]
+    device = task.get("device")
+    if device is not None:
+        from kit.models import on_device
+
+        model = on_device(model, device)
+        xs, ts = xs.to(device), ts.to(device)
+        bs = None if bs is None else bs.to(device)
     t0 = time.perf_counter()
     if bs is not None:
         if _explain_takes_backgrounds():
@@ -142,6 +153,7 @@ def compute_maps(
     timings: dict | None = None,
     backgrounds: torch.Tensor | None = None,
     client=None,
+    device=None,
 ) -> Maps:
     """Maps of every method in ``names`` for the images ``x``, with their geometry.
 
@@ -163,6 +175,10 @@ def compute_maps(
             needed by methods whose remover fills from them (``oracle``); sliced per chunk.
         client: None = in this process; a ``distributed.Client`` = one task per (method,
             chunk) on the cluster (:func:`kit.distributed.map_tasks`), with the same maps.
+        device: where to compute (``"cuda"``, ``"cuda:1"``, ``"cpu"``): each chunk, its targets
+            and backgrounds and a copy of the model go there (:func:`kit.models.on_device`; the
+            caller's model stays where it is); maps come back on the CPU. None = the CPU. Maps
+            computed on a GPU are cached apart from CPU ones.
 
     Returns:
         :class:`kit.maps.Maps`: ``{name: (N,1,h,w) float tensor}`` in the order of ``names``,
@@ -187,6 +203,12 @@ def compute_maps(
     if stray:  # entries for methods not requested are fine (a shared profile), typos are not
         raise ValueError(f"overrides: unknown method(s) {stray}; valid names: {', '.join(METHODS)}")
     images("x", x)
+    if device is not None:
+        try:
+            device = str(torch.device(device))
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda', got "
+                             f"{device!r}") from err
     n = x.shape[0]
     target = torch.as_tensor(target, dtype=torch.long).to("cpu")
     if target.ndim == 0:
@@ -222,9 +244,10 @@ def compute_maps(
             # clones: a task carries its chunk's bytes only, not the whole batch's storage
             xs, ts = x[s:e].detach().cpu().clone(), target[s:e].clone()
             bs = backgrounds[s:e].clone() if oracle else None
-            key = cache_key(name, config, digest, xs, ts, seed, bs) if use_cache else None
+            key = (cache_key(name, config, digest, xs, ts, seed, bs, device) if use_cache
+                   else None)
             tasks.append({"name": name, "x": xs, "target": ts, "kw": kw,
-                          "remover": config["remover"], "backgrounds": bs,
+                          "remover": config["remover"], "backgrounds": bs, "device": device,
                           "path": str(cache_dir() / f"{name}-{key}.pt") if key else None})
     results = map_tasks(map_task, tasks, client=client, shared={"model": model},
                         progress=progress, desc="maps")

@@ -574,7 +574,9 @@ class Inpaint(Remover):
         return self.model
 
     def fill(self, x, keep):
-        inp = self.inpainter().to(x.device)
+        from kit.models import on_device
+
+        inp = on_device(self.inpainter(), x.device)  # a copy on x's device; the shared one stays
         hole = hole_mask(keep, self.threshold)
         with torch.inference_mode():
             out = [

@@ -350,7 +350,8 @@ def explain(name: str, model, x, target, *, backgrounds=None, **overrides):
         **overrides: the attributor's keywords (``seed``, ``stride``, ``remover``, ...).
 
     Returns:
-        The attributor's ``(N,1,h,w)`` map.
+        The attributor's ``(N,1,h,w)`` map, on ``x``'s device: a model elsewhere is copied there
+        first (:func:`kit.models.on_device`), the removers' inpainters follow ``x`` too.
 
     Raises:
         ValueError: unknown method name (the message lists the valid ones); an O-rung method
@@ -359,6 +360,10 @@ def explain(name: str, model, x, target, *, backgrounds=None, **overrides):
     """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid names: {', '.join(METHODS)}")
+    if isinstance(model, torch.nn.Module) and isinstance(x, torch.Tensor):
+        from kit.models import on_device
+
+        model = on_device(model, x.device)  # the input's device decides; the caller's stays
     m = METHODS[name]
     kwargs = dict(m.params)
     if m.remover is not None and "remover" not in overrides:

@@ -53,6 +53,7 @@ from kit.models.world import (
 )
 
 __all__ = [
+    "on_device",
     "CLASSIFIERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -156,3 +157,37 @@ def load_inpainter(
     """
     loader = INPAINTERS[checks.choice("name", name, INPAINTERS, "inpainter")]
     return loader(path=path, device=device, **kwargs)
+
+
+_COPIES: dict = {}
+
+
+def on_device(model: torch.nn.Module, device) -> torch.nn.Module:
+    """``model`` on ``device``: itself when its parameters and buffers are there already, else a
+    copy moved there (kept, so the next call with the same model and device returns the same
+    copy). The caller's model is never moved: a map computed on a GPU leaves it on the CPU.
+
+    Args:
+        model: a module (a :class:`Classifier`, an :class:`Inpainter`).
+        device: a ``torch.device`` or its name (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+
+    Raises:
+        ValueError: ``device`` names no device.
+    """
+    import copy
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda', got "
+                         f"{device!r}") from err
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device == dev or (dev.index is None and t.device.type == dev.type) for t in tensors):
+        return model
+    key = (id(model), str(dev))
+    hit = _COPIES.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    moved = copy.deepcopy(model).to(dev)
+    _COPIES[key] = (model, moved)  # the original is kept alive with its copy: ids stay unique
+    return moved
