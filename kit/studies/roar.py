@@ -127,9 +127,10 @@ unmodified world (1,000 test images, seed 0, 2 shared cores): 10,000 images × 1
 59 s (the recipe, with ``n_train = 10000``); × 12 epochs 0.90 in 53 s; 5,000 × 24 0.87; 20,000 × 4
 0.85; 16×16 inputs 0.33. Width 10 was slower per step than 8 (channel counts off the SIMD width)."""
 
-RECIPE_SOURCES = ("studies/roar.py", "train.py", "nets.py", "models")
+RECIPE_SOURCES = ("studies/roar.py", "train.py", "nets.py", "models/base.py")
 """The kit sources a retraining result depends on (with the torch version): the data sets are
-hashed as tensors, so the removers' code is not among them."""
+hashed as tensors, so the removers' code is not among them, and of :mod:`kit.models` only the
+:class:`~kit.models.Classifier` wrapper the trained network is evaluated through."""
 
 HIGHER_IS_BETTER = {"roar": False, "kar": True}
 """Direction of test accuracy as an estimator score, per mode."""
