@@ -301,3 +301,19 @@ def test_blend_is_the_fill_continuum():
         get_remover("blend", lam=0.5)
     with pytest.raises(ValueError, match="lam must be a number in \\[0, 1\\], got 1.5"):
         get_remover("blend", lam=1.5, backgrounds=b.backgrounds)
+
+
+@pytest.mark.parametrize("remover", [Telea(), NS()], ids=lambda r: r.name)
+def test_opencv_fills_in_parallel_equal_the_serial_fills(remover, monkeypatch):
+    # a batch is spread over torch's thread count; every image's fill is its own computation
+    x = rand((40, 3, 16, 16), 1)
+    keep = (rand((40, 1, 16, 16), 2) > 0.3).float()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = remover(x, keep)
+        torch.set_num_threads(4)
+        parallel = remover(x, keep)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(serial, parallel)
