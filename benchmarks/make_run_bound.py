@@ -81,13 +81,15 @@ def scaled_params(stem: str, scale: Fraction) -> dict:
     return params
 
 
-def count(runs: list[tuple[str, Fraction]], work: Path, tag: str) -> dict[str, dict[str, int]]:
+def count(runs: list[tuple[str, Fraction]], work: Path, tag: str, profile: bool = False
+          ) -> dict[str, dict[str, int]]:
     """Run the notebooks in order, each at its scale, sharing one fresh cache (as ``make run``
-    does); their pass counts, images per kind."""
+    does); their pass counts, images per kind. ``profile``: also write each kernel's cProfile
+    statistics to ``work/<stem>-<tag>.prof`` (``KIT_PROFILE``)."""
     import papermill as pm
 
     env = {"KIT_CACHE": str(work / f"cache-{tag}"), "KIT_OUTPUT": str(work / f"out-{tag}")}
-    names = [*env, "KIT_PASS_LOG", "MPLBACKEND", "KIT_SCHEDULER"]
+    names = [*env, "KIT_PASS_LOG", "KIT_PROFILE", "MPLBACKEND", "KIT_SCHEDULER"]
     saved = {k: os.environ.get(k) for k in names}
     counts = {}
     try:
@@ -97,6 +99,8 @@ def count(runs: list[tuple[str, Fraction]], work: Path, tag: str) -> dict[str, d
         for stem, scale in runs:
             log = work / f"{stem}-{tag}.json"
             os.environ["KIT_PASS_LOG"] = str(log)
+            if profile:
+                os.environ["KIT_PROFILE"] = str(work / f"{stem}-{tag}.prof")
             t0 = time.perf_counter()
             pm.execute_notebook(str(ROOT / "notebooks" / f"{stem}.ipynb"),
                                 str(work / f"{stem}-{tag}.ipynb"),
@@ -123,6 +127,21 @@ def extrapolate(c1: dict, c2: dict, s1: Fraction) -> tuple[dict, dict]:
         icpt = c1.get(k, 0) - slope * float(s1)
         full[k], fixed[k] = max(0.0, icpt + slope), icpt
     return full, fixed
+
+
+def hotspots(path: Path, top: int = 12) -> list[str]:
+    """Markdown table of a cProfile file's top functions by own time (``tottime``)."""
+    import pstats
+
+    st = pstats.Stats(str(path))
+    total = st.total_tt or 1.0
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    lines = ["| function | calls | own s | own % | with callees s |", "|---|---:|---:|---:|---:|"]
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in rows:
+        where = file.split("site-packages/")[-1].split("/work/main/")[-1]
+        lines.append(f"| `{func}` ({where}:{line}) | {nc:,} | {tt:.1f} | "
+                     f"{100 * tt / total:.0f}% | {ct:.1f} |")
+    return lines
 
 
 def _timed(fn, args) -> float:
@@ -243,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="make run's run_times.csv (the same configuration)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, help="also write the report here (markdown)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also profile the notebooks at scale s (cProfile in each kernel) "
+                             "and write their hotspots here (markdown)")
     args = parser.parse_args(argv)
     stems = list(SCALES)
     if args.only:
@@ -254,8 +276,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k}: {t * 1e3:.3f} ms per image (best at batch {b})", flush=True)
     small = {s: SCALES[s][0] for s in stems}
     with tempfile.TemporaryDirectory(prefix="kit-bound-") as tmp:
-        c1 = count([(s, small[s]) for s in stems], Path(tmp), "s")
+        c1 = count([(s, small[s]) for s in stems], Path(tmp), "s", profile=bool(args.profile))
         c2 = count([(s, 2 * small[s]) for s in stems], Path(tmp), "2s")
+        if args.profile:
+            from kit.cache import write_atomic_bytes
+
+            prof = ["# Hotspots of make run's notebooks", "",
+                    f"cProfile in each notebook's kernel (`python benchmarks/make_run_bound.py "
+                    f"--profile ...` at commit {_commit()}), the notebook at scale s of make run's "
+                    "configuration in a fresh cache, main thread only (torch's intra-op threads "
+                    "are native: their time shows as the calling function's own time). cProfile "
+                    "slows Python-heavy code; read the shares, not the seconds.", ""]
+            for s in stems:
+                prof += [f"## {s} (s = {small[s]})", "", *hotspots(Path(tmp) / f"{s}-s.prof"),
+                         ""]
+            write_atomic_bytes("\n".join(prof).encode("utf-8"), args.profile)
     full, fixed = {}, {}
     for s in stems:
         full[s], fixed[s] = extrapolate(c1[s], c2[s], small[s])

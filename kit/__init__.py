@@ -3,8 +3,9 @@
 Reproduces and extends Agarwal & Nguyen, "Explaining image classifiers by removing input features
 using generative models" (ACCV 2020) on an embedded, procedurally generated world with exact ground
 truth. Importing kit has no side effects and imports nothing heavy beyond torch, except one on
-request: with ``KIT_PASS_LOG`` set, the process counts its passes and writes them there at exit
-(:mod:`kit.passes`, how ``benchmarks/make_run_bound.py`` counts a notebook).
+request: with ``KIT_PASS_LOG`` (``KIT_PROFILE``) set, the process counts its passes (profiles
+itself) and writes the result there at exit (:mod:`kit.passes`, how
+``benchmarks/make_run_bound.py`` counts and profiles a notebook).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ if _os.environ.get("KIT_PASS_LOG"):
     from kit import passes as _passes
 
     _passes.start_logging(_os.environ["KIT_PASS_LOG"])
+if _os.environ.get("KIT_PROFILE"):
+    from kit import passes as _passes
+
+    _passes.start_profiling(_os.environ["KIT_PROFILE"])
 
 
 def setup(seed: int = 0, threads: int | None = None) -> None:

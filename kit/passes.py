@@ -12,7 +12,9 @@ image). The hooks live in the model wrappers (:class:`kit.models.base.Classifier
 
 A notebook run by papermill runs in its own kernel: with ``KIT_PASS_LOG=<path>`` in its
 environment, ``import kit`` starts counting and the kernel writes the counts there (JSON) when it
-exits, so a driver can count a whole notebook without touching it.
+exits, so a driver can count a whole notebook without touching it. ``KIT_PROFILE=<path>`` does the
+same with :mod:`cProfile` (:func:`start_profiling`): the kernel's profile, in :mod:`pstats`
+format, for the hotspot tables of ``benchmarks/make_run_bound.py --profile``.
 
 Usage::
 
@@ -31,7 +33,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["KINDS", "ENV", "counting", "record", "active", "start_logging"]
+__all__ = ["KINDS", "ENV", "PROFILE_ENV", "counting", "record", "active", "start_logging",
+           "start_profiling"]
 
 KINDS = ("classifier_forward", "classifier_backward", "inpainter", "opencv")
 """What is counted, in images: classifier forward passes (logits or features), backward passes
@@ -40,6 +43,9 @@ per filled image), OpenCV inpaintings (one per image and hole set)."""
 
 ENV = "KIT_PASS_LOG"
 """Environment variable: a JSON path the counts of the whole process are written to at exit."""
+
+PROFILE_ENV = "KIT_PROFILE"
+"""Environment variable: a path the process's :mod:`cProfile` statistics are written to at exit."""
 
 _stack: list[Counter] = []
 
@@ -92,3 +98,20 @@ def start_logging(path: str | os.PathLike) -> Counter:
 
     atexit.register(_write)
     return counts
+
+
+def start_profiling(path: str | os.PathLike) -> None:
+    """Profile the rest of the process (main thread) with :mod:`cProfile`; write the statistics
+    to ``path`` at exit (:mod:`pstats` format)."""
+    import cProfile
+
+    prof = cProfile.Profile()
+    target = Path(path)
+
+    def _write() -> None:
+        prof.disable()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        prof.dump_stats(str(target))
+
+    atexit.register(_write)
+    prof.enable()
