@@ -275,22 +275,39 @@ def main(argv: list[str] | None = None) -> int:
     for k, (t, b) in times.items():
         print(f"{k}: {t * 1e3:.3f} ms per image (best at batch {b})", flush=True)
     small = {s: SCALES[s][0] for s in stems}
+    c1: dict = {}
+    c2: dict = {}
     with tempfile.TemporaryDirectory(prefix="kit-bound-") as tmp:
-        c1 = count([(s, small[s]) for s in stems], Path(tmp), "s", profile=bool(args.profile))
-        c2 = count([(s, 2 * small[s]) for s in stems], Path(tmp), "2s")
-        if args.profile:
-            from kit.cache import write_atomic_bytes
+        work = Path(tmp)
+        for stem in stems:  # s then 2s per notebook, each scale in its own shared cache
+            c1.update(count([(stem, small[stem])], work, "s", profile=bool(args.profile)))
+            c2.update(count([(stem, 2 * small[stem])], work, "2s"))
+            done = [x for x in stems if x in c2]
+            report(args, done, small, c1, c2, times, t_start, complete=done == stems)
+            if args.profile:
+                write_profile(args.profile, done, small, work)
+    return 0
 
-            prof = ["# Hotspots of make run's notebooks", "",
-                    f"cProfile in each notebook's kernel (`python benchmarks/make_run_bound.py "
-                    f"--profile ...` at commit {_commit()}), the notebook at scale s of make run's "
-                    "configuration in a fresh cache, main thread only (torch's intra-op threads "
-                    "are native: their time shows as the calling function's own time). cProfile "
-                    "slows Python-heavy code; read the shares, not the seconds.", ""]
-            for s in stems:
-                prof += [f"## {s} (s = {small[s]})", "", *hotspots(Path(tmp) / f"{s}-s.prof"),
-                         ""]
-            write_atomic_bytes("\n".join(prof).encode("utf-8"), args.profile)
+
+def write_profile(path: Path, stems: list[str], small: dict, work: Path) -> None:
+    """The hotspots of the notebooks profiled so far, as markdown at ``path``."""
+    from kit.cache import write_atomic_bytes
+
+    prof = ["# Hotspots of make run's notebooks", "",
+            f"cProfile in each notebook's kernel (`python benchmarks/make_run_bound.py --profile "
+            f"...` at commit {_commit()}), the notebook at scale s of make run's configuration "
+            "in the run's cache (maps of earlier notebooks are served from it, as in make run), "
+            "main thread only (torch's intra-op threads are native: their time shows as the "
+            "calling function's own time). cProfile slows Python-heavy code; read the shares, "
+            "not the seconds.", ""]
+    for s in stems:
+        prof += [f"## {s} (s = {small[s]})", "", *hotspots(work / f"{s}-s.prof"), ""]
+    write_atomic_bytes("\n".join(prof).encode("utf-8"), path)
+
+
+def report(args, stems: list[str], small: dict, c1: dict, c2: dict, times: dict,
+           t_start: float, complete: bool) -> None:
+    """Print (and with ``--out`` write) the bound table of the notebooks counted so far."""
     full, fixed = {}, {}
     for s in stems:
         full[s], fixed[s] = extrapolate(c1[s], c2[s], small[s])
@@ -304,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`python benchmarks/make_run_bound.py{' --only ' + args.only if args.only else ''}` at "
         f"commit {_commit()} ({platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}); {(time.perf_counter() - t_start) / 60:.1f} min.",
+        f"torch {torch.__version__}); {(time.perf_counter() - t_start) / 60:.1f} min"
+        + ("." if complete else " so far (**partial: the run was still going**)."),
         "",
         "Best time per image and kind of pass (batch sizes " + ", ".join(map(str, BATCHES))
         + "; classifier_backward is a forward and a backward pass to the input):",
@@ -321,12 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         times_note + ".",
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
+    print(text, flush=True)
     if args.out:
         from kit.cache import write_atomic_bytes
 
         write_atomic_bytes(text.encode("utf-8"), args.out)
-    return 0
 
 
 if __name__ == "__main__":
