@@ -113,15 +113,32 @@ def test_shipped_whole_object_bounds(object_table, name):
         assert q.loc[name, f"{col}_lo"] > q.loc["telea", f"{col}_hi"], q
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 goals not reached by the shipped checkpoints "
-                   "(measured in notebook 00): FD is above Telea's, the texture ratio below 0.5")
 @pytest.mark.parametrize("name", ["completion", "removal"])
-def test_shipped_whole_object_goals(object_table, name):
-    """Issue 13's goals: feature FD below Telea's with non-overlapping CIs, texture ratio >= 0.5.
-    Strict: the day a retrained checkpoint reaches them, this test says so."""
+def test_shipped_texture_goal(object_table, name):
+    """Issue 13's texture goal, reached by the 8,000-iteration checkpoints: at least half the
+    true background's high-frequency energy inside whole-object holes, over all images and over
+    the more textured half of the backgrounds."""
+    q = object_table
+    assert q.loc[name, "hf_ratio"] >= 0.5 and q.loc[name, "hf_ratio_textured"] >= 0.5, q
+
+
+@pytest.mark.parametrize("name", ["completion", "removal"])
+def test_shipped_l1_within_telea(object_table, name):
+    """Texture need not cost L1 here: the textured fills are no farther from the true background
+    than Telea's smooth fill (within 0.005 per channel)."""
+    q = object_table
+    assert q.loc[name, "l1"] <= q.loc["telea", "l1"] + 0.005, q
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 goal not reached by the shipped checkpoints "
+                   "(measured in notebook 00): their feature FD to the true backgrounds is above "
+                   "Telea's")
+@pytest.mark.parametrize("name", ["completion", "removal"])
+def test_shipped_fd_goal(object_table, name):
+    """Issue 13's goal: feature FD below Telea's with non-overlapping CIs. Strict: the day a
+    retrained checkpoint reaches it, this test says so."""
     q = object_table
     assert q.loc[name, "fd_background_hi"] < q.loc["telea", "fd_background_lo"], q
-    assert q.loc[name, "hf_ratio"] >= 0.5 and q.loc[name, "hf_ratio_textured"] >= 0.5, q
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +159,17 @@ def test_shipped_patch_bounds(patch_table):
     assert np.isfinite(s["hf_ratio"]).all()
 
 
+def test_shipped_removal_bound(patch_table):
+    """What the shipped removal inpainter reaches: it fills at most 35% of the hidden object
+    pixels closer to the object than to the true background (a gray patch: about 45%; the
+    completion inpainter: over 70%)."""
+    for kind in I.PATCH_KINDS:
+        assert patch_table.loc[(kind, "removal"), "completion"] <= 0.35, patch_table
+
+
 @pytest.mark.xfail(strict=True, reason="issue 13 goal not reached by the shipped removal "
-                   "inpainter (measured in notebook 00): it fills about as many hidden object "
-                   "pixels closer to the object as a gray patch does")
+                   "inpainter (measured in notebook 00): it still fills about a quarter of the "
+                   "hidden object pixels closer to the object")
 def test_shipped_removal_goal(patch_table):
     """Issue 13's goal: the removal inpainter completes at most 20% of the hidden object."""
     for kind in I.PATCH_KINDS:
