@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import torch
 
 __all__ = [
+    "device",
     "images", "positive_int", "number", "seed", "fraction", "size2", "maps", "choice", "boolean",
 ]
 
@@ -129,3 +130,12 @@ def boolean(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
+
+
+def device(name: str, value) -> torch.device:
+    """``value`` as a ``torch.device`` (a device or its name: ``"cpu"``, ``"cuda:1"``)."""
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{name}: expected a torch device such as 'cpu' or 'cuda', got "
+                         f"{value!r}") from err

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from kit import cache
+from kit import cache, checks
 from kit.checks import images
 from kit.maps import Maps, method_geometry
 
@@ -204,11 +204,7 @@ def compute_maps(
         raise ValueError(f"overrides: unknown method(s) {stray}; valid names: {', '.join(METHODS)}")
     images("x", x)
     if device is not None:
-        try:
-            device = str(torch.device(device))
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda', got "
-                             f"{device!r}") from err
+        device = str(checks.device("device", device))
     n = x.shape[0]
     target = torch.as_tensor(target, dtype=torch.long).to("cpu")
     if target.ndim == 0:

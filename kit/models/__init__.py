@@ -176,11 +176,7 @@ def on_device(model: torch.nn.Module, device) -> torch.nn.Module:
     """
     import copy
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected a torch device such as 'cpu' or 'cuda', got "
-                         f"{device!r}") from err
+    dev = checks.device("device", device)
     tensors = [*model.parameters(), *model.buffers()]
     if all(t.device == dev or (dev.index is None and t.device.type == dev.type) for t in tensors):
         return model
