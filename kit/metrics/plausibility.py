@@ -34,14 +34,16 @@ HIGHER_IS_BETTER = {
 def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets.
 
-    ``FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, in float64.
+    ``FD = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, in float64. The trace of the
+    root is computed as ``Tr (S_a^(1/2) S_b S_a^(1/2))^(1/2)``, whose argument is symmetric
+    positive semi-definite: two symmetric eigendecompositions instead of
+    :func:`scipy.linalg.sqrtm`'s Schur iteration on the non-symmetric product, the same value to
+    rounding and tens of times faster, which is what makes the bootstrap CIs affordable.
 
     Args:
         a: ``(N,D)`` features; b: ``(M,D)`` features. Use the same N for every compared
             condition: the estimate is biased at finite N.
     """
-    from scipy import linalg
-
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
@@ -50,13 +52,13 @@ def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
         )
     if min(len(a), len(b)) < 2:
         raise ValueError(f"need at least 2 samples per set, got {len(a)} and {len(b)}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(s_a @ s_b)
-    if not np.isfinite(covmean).all():  # singular product: regularise as pytorch-fid does
-        eps = 1e-6 * np.eye(a.shape[1])
-        covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
-    fd = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean.real)
+    s_a = np.atleast_2d(np.cov(a, rowvar=False))
+    s_b = np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # negative eigenvalues are rounding
+    inner = np.linalg.eigvalsh(root_a @ s_b @ root_a)
+    fd = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s_a) + np.trace(s_b)
+          - 2 * np.sqrt(np.clip(inner, 0, None)).sum())
     return float(max(fd, 0.0))
 
 

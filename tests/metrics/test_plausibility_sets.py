@@ -152,3 +152,21 @@ def test_counterfactual_table_takes_mask_sets_and_local_composites():
         P.counterfactual_table(clf, b, keeps[:2], {"gray": "gray"}, n_boot=0)
     with pytest.raises(ValueError, match="valid names"):
         P.counterfactual_table(clf, b, keeps, {"x": "nope"}, n_boot=0)
+
+
+def test_frechet_distance_matches_the_sqrtm_formula():
+    """The eigendecomposition form equals the textbook Tr (S_a S_b)^(1/2) (scipy's sqrtm), on
+    features whose covariances differ in shape and rank (fewer samples than dimensions)."""
+    from scipy import linalg
+
+    from kit.metrics.plausibility import frechet_distance
+
+    rng = np.random.default_rng(3)
+    for n, d in [(200, 8), (40, 16), (12, 20)]:
+        a = rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+        b = rng.normal(0.3, 1.5, size=(n + 5, d))
+        s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        ref = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(s_a) + np.trace(s_b)
+               - 2 * np.trace(linalg.sqrtm(s_a @ s_b).real))
+        assert frechet_distance(a, b) == pytest.approx(ref, rel=1e-6, abs=1e-8)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
