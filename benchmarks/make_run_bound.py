@@ -28,6 +28,11 @@ Usage::
 
     python benchmarks/make_run_bound.py --only 01,02          # counts at s and 2s, then the table
     python benchmarks/make_run_bound.py --out benchmarks/results/make_run_bound.md
+    python benchmarks/make_run_bound.py --logs runs/passes    # make run's own counts (below)
+
+``--logs DIR`` skips step 1: the counts are the ones ``make run`` itself wrote, one JSON file per
+notebook (``DIR/<stem>.json`` or ``DIR/<NN>.json``, e.g. ``KIT_PASS_LOG=runs/passes/03.json make
+run NB=03``), so they are exact for that run, cached maps included, with nothing extrapolated.
 """
 
 from __future__ import annotations
@@ -52,10 +57,10 @@ from kit.passes import KINDS  # noqa: E402
 
 SCALES: dict[str, tuple[Fraction, tuple[str, ...]]] = {
     "00_world": (Fraction(1, 100), ("n_eval", "n_patch_images")),
-    "01_counterfactual_plausibility": (Fraction(1, 100), ("n_images",)),
-    "02_localization": (Fraction(1, 25), ("n_images", "n_val", "n_continuum")),
-    "03_deletion": (Fraction(1, 100), ("n_images",)),
-    "04_sam_sensitivity": (Fraction(1, 25), ("n_images",)),
+    "01_counterfactual_plausibility": (Fraction(1, 16), ("n_images",)),
+    "02_localization": (Fraction(1, 16), ("n_images", "n_val", "n_continuum")),
+    "03_deletion": (Fraction(1, 16), ("n_images",)),
+    "04_sam_sensitivity": (Fraction(1, 16), ("n_images",)),
     "05_gad_class_distancing": (Fraction(1, 16), ("n_images", "n_train")),
 }
 """Notebook -> (the smaller scale ``s``, the parameters that count images). Every other parameter
@@ -262,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="make run's run_times.csv (the same configuration)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, help="also write the report here (markdown)")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="a folder of make run's own pass counts (<stem>.json or <NN>.json, "
+                             "written through KIT_PASS_LOG) instead of scaled runs")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also profile the notebooks at scale s (cProfile in each kernel) "
                              "and write their hotspots here (markdown)")
@@ -274,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     times = pass_times(args.repeat)
     for k, (t, b) in times.items():
         print(f"{k}: {t * 1e3:.3f} ms per image (best at batch {b})", flush=True)
+    if args.logs:
+        counts = logged_counts(args.logs, stems)
+        report(args, list(counts), {}, {}, {}, times, t_start, complete=True, exact=counts)
+        return 0
     small = {s: SCALES[s][0] for s in stems}
     c1: dict = {}
     c2: dict = {}
@@ -287,6 +299,22 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 write_profile(args.profile, done, small, work)
     return 0
+
+
+def logged_counts(folder: Path, stems: list[str]) -> dict[str, dict[str, int]]:
+    """The pass counts ``make run`` wrote (``KIT_PASS_LOG``) for the notebooks in ``stems`` that
+    have a log in ``folder``, as ``<stem>.json`` or ``<NN>.json``."""
+    counts = {}
+    for stem in stems:
+        for name in (f"{stem}.json", f"{stem[:2]}.json"):
+            if (folder / name).exists():
+                raw = json.loads((folder / name).read_text())
+                counts[stem] = {k: int(raw.get(k, 0)) for k in KINDS}
+                break
+    if not counts:
+        raise SystemExit(f"--logs: no <stem>.json or <NN>.json pass log of {', '.join(stems)} "
+                         f"in {folder}")
+    return counts
 
 
 def write_profile(path: Path, stems: list[str], small: dict, work: Path) -> None:
@@ -306,11 +334,24 @@ def write_profile(path: Path, stems: list[str], small: dict, work: Path) -> None
 
 
 def report(args, stems: list[str], small: dict, c1: dict, c2: dict, times: dict,
-           t_start: float, complete: bool) -> None:
-    """Print (and with ``--out`` write) the bound table of the notebooks counted so far."""
+           t_start: float, complete: bool, exact: dict | None = None) -> None:
+    """Print (and with ``--out`` write) the bound table of the notebooks counted so far;
+    ``exact``: make run's own counts per notebook (``--logs``) instead of the scaled runs'."""
     full, fixed = {}, {}
     for s in stems:
-        full[s], fixed[s] = extrapolate(c1[s], c2[s], small[s])
+        if exact is not None:
+            full[s], fixed[s] = exact[s], {k: 0 for k in KINDS}
+        else:
+            full[s], fixed[s] = extrapolate(c1[s], c2[s], small[s])
+    how = ("Passes make run itself counted (`KIT_PASS_LOG`, one log per notebook in "
+           f"`{args.logs}`), exact for that run: maps an earlier notebook cached are not counted "
+           "again, as they were not computed again; *not scaling* does not apply (0):"
+           if exact is not None else
+           "Passes of make run's configuration (`params/*.yaml`), counted at each notebook's "
+           "scale s and 2s (" + ", ".join(f"{s[:2]}: s = {small[s]}" for s in stems) + ") in "
+           "one cache per scale, notebooks in make run's order, and extrapolated to s = 1; *not "
+           "scaling* is the fit's intercepts in bound minutes (work that does not grow with the "
+           "images):")
     measured = measured_times(args.times)
     shown = args.times.relative_to(ROOT) if args.times.is_relative_to(ROOT) else args.times
     times_note = (f"make run's times: `{shown}`" if measured else
@@ -319,7 +360,8 @@ def report(args, stems: list[str], small: dict, c1: dict, c2: dict, times: dict,
     lines = [
         "# make run against its pass-count bound",
         "",
-        f"`python benchmarks/make_run_bound.py{' --only ' + args.only if args.only else ''}` at "
+        f"`python benchmarks/make_run_bound.py{' --only ' + args.only if args.only else ''}"
+        f"{' --logs ' + str(args.logs) if args.logs else ''}` at "
         f"commit {_commit()} ({platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}); {(time.perf_counter() - t_start) / 60:.1f} min"
         + ("." if complete else " so far (**partial: the run was still going**)."),
@@ -329,10 +371,7 @@ def report(args, stems: list[str], small: dict, c1: dict, c2: dict, times: dict,
         "",
         *[f"- {k}: {t * 1e3:.3f} ms (batch {b})" for k, (t, b) in times.items()],
         "",
-        "Passes of make run's configuration (`params/*.yaml`), counted at each notebook's scale "
-        "s and 2s (" + ", ".join(f"{s[:2]}: s = {small[s]}" for s in stems) + ") in one cache "
-        "per scale, notebooks in make run's order, and extrapolated to s = 1; *not scaling* is "
-        "the fit's intercepts in bound minutes (work that does not grow with the images):",
+        how,
         "",
         *table(full, fixed, times, measured),
         "",

@@ -85,9 +85,30 @@ def test_the_bound_scales_whole_image_counts_and_extrapolates_a_line():
             p = mod.scaled_params(stem, s)
             assert all(isinstance(p[k], int) and p[k] >= 1 for k in keys), (stem, p)
     with pytest.raises(ValueError, match="not a whole number of images"):
-        mod.scaled_params("03_deletion", Fraction(1, 3))
+        mod.scaled_params("03_deletion", Fraction(1, 5))
     # counts 10 + 100 s: at s = 0.01 and 0.02 they are 11 and 12; at s = 1, 110; intercept 10
     c1 = {k: 11 for k in passes.KINDS}
     c2 = {k: 12 for k in passes.KINDS}
     full, fixed = mod.extrapolate(c1, c2, Fraction(1, 100))
     assert full["inpainter"] == pytest.approx(110) and fixed["opencv"] == pytest.approx(10)
+
+
+def test_the_bound_reads_make_runs_own_pass_logs(tmp_path):
+    mod = _bound_module()
+    (tmp_path / "03.json").write_text(json.dumps({"classifier_forward": 1000,
+                                                  "classifier_backward": 100, "inpainter": 10}))
+    (tmp_path / "01_counterfactual_plausibility.json").write_text(json.dumps({"opencv": 7}))
+    counts = mod.logged_counts(tmp_path, list(mod.SCALES))
+    assert list(counts) == ["01_counterfactual_plausibility", "03_deletion"]
+    assert counts["03_deletion"] == {"classifier_forward": 1000, "classifier_backward": 100,
+                                     "inpainter": 10, "opencv": 0}
+    # bound: 900 forward-only passes at 1 ms, 100 gradients at 3 ms, 10 fills at 2 ms = 1.22 s
+    times = {"classifier_forward": (1e-3, 32), "classifier_backward": (3e-3, 32),
+             "inpainter": (2e-3, 8), "opencv": (1e-3, 128)}
+    lines = mod.table({"03_deletion": counts["03_deletion"]},
+                      {"03_deletion": dict.fromkeys(passes.KINDS, 0)}, times,
+                      {"03_deletion": 2.44})
+    row = next(line for line in lines if line.startswith("| 03_deletion"))
+    assert row.split(" | ")[-2:] == [f"{2.44 / 60:.1f}", "2.0 |"]
+    with pytest.raises(SystemExit, match="no <stem>.json"):
+        mod.logged_counts(tmp_path / "none", ["05_gad_class_distancing"])
