@@ -33,7 +33,7 @@ import pandas as pd
 from kit.attributors import methods
 from kit.cache import write_atomic_bytes
 from kit.metrics.stats import bootstrap_ci
-from kit.paths import output_root, results_dir
+from kit.paths import ROOT, output_root, results_dir
 
 __all__ = [
     "PAIRS",
@@ -44,6 +44,9 @@ __all__ = [
     "summarize",
     "compare_pairs",
     "pair_rung",
+    "verdict_agreement",
+    "reference_pairs",
+    "REFERENCE_DIR",
     "wide",
     "save_results",
     "load_results",
@@ -237,6 +240,53 @@ def compare_pairs(
     cols = [*extra, "metric", "x", "x_g", "rung", "mean_x", "mean_x_g", "diff", "ci_low",
             "ci_high", "n", "frac_x_g_better", "higher_is_better", "winner", "n_nan"]
     return pd.DataFrame(rows, columns=cols)
+
+
+_PAIR_VALUES = ("rung", "mean_x", "mean_x_g", "diff", "ci_low", "ci_high", "n", "frac_x_g_better",
+                "higher_is_better", "winner", "n_nan")
+"""The columns of :func:`compare_pairs` that are results, not keys of a comparison."""
+
+REFERENCE_DIR = ROOT / "docs" / "results" / "pairs"
+"""Where the full run's comparison tables are kept (``<stem>_pairs.csv``, written by
+``tools/summary.py --pairs-dir``), for the notebooks' teach runs to check their verdicts against."""
+
+
+def reference_pairs(stem: str, folder: Path | None = None) -> pd.DataFrame | None:
+    """The full run's :func:`compare_pairs` table of notebook ``stem`` (``folder``, default
+    :data:`REFERENCE_DIR`), or ``None`` when there is none."""
+    path = Path(folder or REFERENCE_DIR) / f"{stem}_pairs.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def verdict_agreement(pairs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons two runs both made, with each run's verdict and whether they agree.
+
+    A verdict is :func:`compare_pairs`'s ``winner`` (``"X"``, ``"X-G"``/``"X-R"``/``"X-O"`` or
+    ``"tie"``); a comparison is a row's keys: ``metric``, ``x``, ``x_g`` and the grouping columns
+    both tables have (``remover``, ``param``, ...). Comparisons only one run made are left out:
+    a smaller run (the ``teach`` parameters) is checked on what it compares.
+
+    Args:
+        pairs: this run's :func:`compare_pairs` table.
+        reference: the reference run's table (e.g. :func:`reference_pairs`).
+
+    Returns:
+        DataFrame with the key columns, ``winner``, ``winner_reference`` and ``agree`` (bool);
+        ``agree.mean()`` is the share of agreeing verdicts.
+    """
+    for name, t in (("pairs", pairs), ("reference", reference)):
+        missing = {"metric", "x", "x_g", "winner"} - set(t.columns)
+        if missing:
+            raise ValueError(f"{name} must be a compare_pairs table; missing columns "
+                             f"{sorted(missing)}, got {list(t.columns)}")
+    keys = [c for c in pairs.columns if c in reference.columns and c not in _PAIR_VALUES]
+    # a CSV round trip turns grouping columns of numbers or booleans into other dtypes: compare
+    # keys as strings on both sides
+    a = pairs[[*keys, "winner"]].astype({k: str for k in keys})
+    b = reference[[*keys, "winner"]].astype({k: str for k in keys})
+    both = a.merge(b, on=keys, how="inner", suffixes=("", "_reference"))
+    both["agree"] = both["winner"] == both["winner_reference"]
+    return both.reset_index(drop=True)
 
 
 def wide(summary: pd.DataFrame, index: str | Sequence[str] = "method") -> pd.DataFrame:

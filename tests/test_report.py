@@ -112,3 +112,27 @@ def test_wide_layout_for_bars():
     assert list(w.index) == ["SP", "SP-G"]
     assert list(w.columns) == ["a", "a_lo", "a_hi", "b", "b_lo", "b_hi"]
     assert w.loc["SP", "a"] == pytest.approx(2.0) and w.loc["SP-G", "b_lo"] == 5.0
+
+
+def test_verdict_agreement_matches_comparisons_by_their_keys_through_a_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"image": i, "remover": r, "method": m, "metric": "auc",
+             "value": rng.normal() + (1.0 if m == "SP-G" and r == "gray" else 0.0)}
+            for i in range(40) for r in ("gray", "blur") for m in ("SP", "SP-G", "MP", "MP-G")]
+    full = report.compare_pairs(pd.DataFrame(rows), {"auc": True}, pairs=[("SP", "SP-G"),
+                                                                         ("MP", "MP-G")])
+    full.to_csv(tmp_path / "03_deletion_pairs.csv", index=False)
+    reference = report.reference_pairs("03_deletion", tmp_path)
+    # a smaller run: the first 12 images, SP only -> compared on its two (remover) comparisons
+    small = report.compare_pairs(pd.DataFrame([r for r in rows if r["image"] < 12]),
+                                 {"auc": True}, pairs=[("SP", "SP-G")])
+    agreement = report.verdict_agreement(small, reference)
+    assert len(agreement) == 2 and set(agreement["remover"]) == {"gray", "blur"}
+    assert (agreement["winner_reference"] == full.query("x == 'SP'")["winner"].to_numpy()).all()
+    assert report.verdict_agreement(full, reference)["agree"].all()
+    flipped = reference.assign(winner=reference["winner"].map({"X": "X-G", "X-G": "X",
+                                                               "tie": "X"}))
+    assert not report.verdict_agreement(full, flipped)["agree"].any()
+    assert report.reference_pairs("nope", tmp_path) is None
+    with pytest.raises(ValueError, match="reference must be a compare_pairs table"):
+        report.verdict_agreement(full, full.drop(columns="winner"))

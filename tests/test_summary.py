@@ -177,3 +177,16 @@ def test_rungs_are_compared_and_claims_say_which_makes_them_hold(tmp_path, monke
     counts = summary.claim_counts(pairs.assign(notebook="02_localization"))
     assert counts[["rung", "wins", "losses", "ties"]].values.tolist() == [
         ["G", 0, 1, 0], ["R", 1, 0, 1], ["O", 1, 0, 0]]
+
+
+def test_copy_pairs_keeps_the_claims_verdicts_for_the_teach_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path / "out"))
+    df = _long({"SP": [0.1, 0.2, 0.3, 0.4], "SP-G": [0.5, 0.6, 0.7, 0.9]}, metric="mass")
+    pairs = report.compare_pairs(df, {"mass": True})
+    report.save_results("02_localization", df, report.summarize(df, {"mass": True}), pairs)
+    report.save_results("07_explorer", df, report.summarize(df, {"mass": True}), pairs)
+    dest = tmp_path / "docs" / "pairs"
+    assert summary.main(["--out", str(tmp_path / "s.md"), "--pairs-dir", str(dest)]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["02_localization_pairs.csv"]  # claims only
+    kept = report.reference_pairs("02_localization", dest)
+    assert report.verdict_agreement(pairs, kept)["agree"].all()

@@ -37,7 +37,7 @@ from kit.paths import output_root
 
 __all__ = ["write_summary", "notebook_stems", "headline_pairs", "ladder_markdown",
            "pairs_markdown", "summary_markdown", "budget_limited_methods", "claim_counts",
-           "claims_markdown", "CLAIMS", "PAIRS_LABEL"]
+           "claims_markdown", "copy_pairs", "CLAIMS", "PAIRS_LABEL"]
 
 TIE = "tie"
 """The ``winner`` value of :func:`kit.report.compare_pairs` when the interval contains 0."""
@@ -375,9 +375,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, help="output root (default: KIT_OUTPUT or the repo)")
     parser.add_argument("--out", type=Path, help="destination (default <root>/results/summary.md)")
     parser.add_argument("--figures", type=int, default=3, help="figures linked per notebook")
+    parser.add_argument("--pairs-dir", type=Path, default=None,
+                        help="also copy each notebook's NN_*_pairs.csv here (docs/results/pairs: "
+                             "the verdicts the notebooks' teach runs are checked against)")
     args = parser.parse_args(argv)
     print(write_summary(root=args.root, out=args.out, figures_per_notebook=args.figures))
+    if args.pairs_dir is not None:
+        for path in copy_pairs(args.pairs_dir, root=args.root):
+            print(path)
     return 0
+
+
+def copy_pairs(dest: Path, *, root: Path | None = None) -> list[Path]:
+    """Copy every ``results/NN_*_pairs.csv`` of 01-05 to ``dest`` (atomically), as the reference
+    verdicts of :func:`kit.report.reference_pairs`; returns the paths written."""
+    res = (Path(root) if root is not None else output_root()) / "results"
+    written = []
+    for stem in notebook_stems(res):
+        src = res / f"{stem}_pairs.csv"
+        if stem[:2] in CLAIMS and src.exists():
+            written.append(write_atomic_bytes(src.read_bytes(), Path(dest) / src.name))
+    return written
 
 
 if __name__ == "__main__":
