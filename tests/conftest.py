@@ -5,6 +5,10 @@
 * Notebooks collected by nbval (``make test``) do not compare stderr, HTML or JavaScript outputs
   (style.md §10.4); their kernels keep the inline matplotlib backend the committed outputs were made
   with, whatever ``MPLBACKEND`` this process has.
+* nbval runs a notebook at its **cheap** configuration: where ``params/cheap/<stem>.yaml`` exists,
+  its values are appended to the notebook's ``parameters`` cell (:func:`cheap_parameters`), as
+  papermill injects parameters after that cell; the notebook's own defaults (the ``teach``
+  configuration, minutes per notebook) are what people get.
 """
 
 from __future__ import annotations
@@ -47,6 +51,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="gpu: CUDA is not available"))
 
 
+def cheap_parameters(stem: str) -> dict:
+    """``params/cheap/<stem>.yaml`` (empty when the notebook has none)."""
+    import yaml
+
+    path = ROOT / "params" / "cheap" / f"{stem}.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def injected_source(params: dict) -> str:
+    """Assignments of ``params``, appended to a notebook's parameters cell under nbval."""
+    lines = ["", "# nbval: params/cheap (tests/conftest.py), after the defaults as papermill would"]
+    lines += [f"{k} = {v!r}" for k, v in params.items()]
+    return "\n".join(lines) + "\n"
+
+
 class _NbvalHooks:
     """nbval's documented ``pytest_collectstart`` hook, registered as a plugin in
     ``pytest_configure`` so that it also sees ``notebooks/`` (a conftest hook only sees the
@@ -71,6 +90,17 @@ class _NbvalHooks:
                     os.environ["MPLBACKEND"] = saved
 
         collector.setup = setup_with_inline_backend
+        cheap = cheap_parameters(Path(str(collector.fspath)).stem)
+        if cheap:
+            collect = collector.collect
+
+            def collect_cheap():
+                for item in collect():
+                    if "parameters" in item.cell.metadata.get("tags", []):
+                        item.cell.source = item.cell.source + injected_source(cheap)
+                    yield item
+
+            collector.collect = collect_cheap
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,7 +3,9 @@ every remover and every method a notebook accepts, and a bad name fails with a m
 the valid ones. nbval (``make test``) separately re-executes each notebook at its defaults.
 
 Each case overrides only parameters the notebook declares (checked first with
-``papermill.inspect_notebook``), so a renamed parameter fails here instead of being ignored.
+``papermill.inspect_notebook``), so a renamed parameter fails here instead of being ignored. A
+case starts from the notebook's cheap configuration (``params/cheap/<stem>.yaml``, what nbval
+runs), not from its defaults (the teach configuration, minutes per notebook).
 """
 
 from __future__ import annotations
@@ -78,6 +80,18 @@ BAD: dict[str, tuple[dict, str]] = {
 """Notebook stem -> (overrides with an unknown name, text the error must contain)."""
 
 
+def _conftest():
+    """tests/conftest.py as a module (its cheap-parameter helpers), loaded by path: several
+    test folders have a conftest.py, so ``import conftest`` is ambiguous."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kit_tests_conftest",
+                                                  ROOT / "tests" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _run(stem: str, params: dict, tmp_path: Path, monkeypatch) -> Path:
     nb = NOTEBOOKS / f"{stem}.ipynb"
     declared = pm.inspect_notebook(str(nb))
@@ -86,6 +100,7 @@ def _run(stem: str, params: dict, tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("KIT_OUTPUT", str(tmp_path))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks the inline backend
     out = tmp_path / f"{stem}.ipynb"
+    params = {**_conftest().cheap_parameters(stem), **params}
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3",
                         cwd=str(ROOT), progress_bar=False)
     return out
@@ -122,7 +137,10 @@ def test_every_notebook_has_a_smoke_case():
 def test_params_files_only_name_declared_parameters():
     import yaml
 
-    for path in sorted((ROOT / "params").glob("*.yaml")):
+    # make run's, the cheap (nbval) and the audit-sized (params/full) configurations
+    for path in sorted([*(ROOT / "params").glob("*.yaml"), *(ROOT / "params").glob("*/*.yaml")]):
+        if path.parent.name == "grids":  # grid files have their own test (test_run_notebooks)
+            continue
         nb = NOTEBOOKS / f"{path.stem}.ipynb"
         assert nb.exists(), f"{path.name} has no notebook"
         declared = pm.inspect_notebook(str(nb))
@@ -147,3 +165,4 @@ def test_full_runs_report_every_rung(stem):
         if listed:
             assert listed == list(rungs.values()), f"{stem}: {base} lists {listed} of {rungs}"
     assert any(len(r) == 4 for r in ladder(methods).values())
+
