@@ -28,11 +28,12 @@ Usage::
 
     python benchmarks/make_run_bound.py --only 01,02          # counts at s and 2s, then the table
     python benchmarks/make_run_bound.py --out benchmarks/results/make_run_bound.md
-    python benchmarks/make_run_bound.py --logs runs/passes    # make run's own counts (below)
+    python benchmarks/make_run_bound.py --logs runs    # make run's own counts (below)
 
 ``--logs DIR`` skips step 1: the counts are the ones ``make run`` itself wrote, one JSON file per
-notebook (``DIR/<stem>.json`` or ``DIR/<NN>.json``, e.g. ``KIT_PASS_LOG=runs/passes/03.json make
-run NB=03``), so they are exact for that run, cached maps included, with nothing extrapolated.
+notebook (``runs/<stem>.passes.json``, which ``tools/run_notebooks.py`` has every kernel write;
+also ``DIR/<stem>.json`` or ``DIR/<NN>.json``), so they are exact for that run, maps served from
+the cache not counted, with nothing extrapolated.
 """
 
 from __future__ import annotations
@@ -303,17 +304,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def logged_counts(folder: Path, stems: list[str]) -> dict[str, dict[str, int]]:
     """The pass counts ``make run`` wrote (``KIT_PASS_LOG``) for the notebooks in ``stems`` that
-    have a log in ``folder``, as ``<stem>.json`` or ``<NN>.json``."""
+    have a log in ``folder``, as ``<stem>.passes.json``, ``<stem>.json`` or ``<NN>.json``."""
     counts = {}
     for stem in stems:
-        for name in (f"{stem}.json", f"{stem[:2]}.json"):
+        for name in (f"{stem}.passes.json", f"{stem}.json", f"{stem[:2]}.json"):
             if (folder / name).exists():
                 raw = json.loads((folder / name).read_text())
                 counts[stem] = {k: int(raw.get(k, 0)) for k in KINDS}
                 break
     if not counts:
-        raise SystemExit(f"--logs: no <stem>.json or <NN>.json pass log of {', '.join(stems)} "
-                         f"in {folder}")
+        raise SystemExit("--logs: no <stem>.passes.json, <stem>.json or <NN>.json pass log of "
+                         f"{', '.join(stems)} in {folder}")
     return counts
 
 

@@ -11,10 +11,12 @@ image). The hooks live in the model wrappers (:class:`kit.models.base.Classifier
 :class:`kit.models.base.Inpainter`) and the OpenCV removers, which call :func:`record`.
 
 A notebook run by papermill runs in its own kernel: with ``KIT_PASS_LOG=<path>`` in its
-environment, ``import kit`` starts counting and the kernel writes the counts there (JSON) when it
-exits, so a driver can count a whole notebook without touching it. ``KIT_PROFILE=<path>`` does the
-same with :mod:`cProfile` (:func:`start_profiling`): the kernel's profile, in :mod:`pstats`
-format, for the hotspot tables of ``benchmarks/make_run_bound.py --profile``.
+environment, ``import kit`` starts counting and the kernel writes the counts there (JSON) after
+every cell and when it exits, so a driver can count a whole notebook without touching it.
+``KIT_PROFILE=<path>`` does the same with :mod:`cProfile` (:func:`start_profiling`): the kernel's
+profile, in :mod:`pstats` format, for the hotspot tables of ``benchmarks/make_run_bound.py
+--profile``. ``tools/run_notebooks.py`` (``make run``) sets ``KIT_PASS_LOG`` for each notebook:
+``runs/<stem>.passes.json``.
 
 Usage::
 
@@ -91,13 +93,27 @@ def start_logging(path: str | os.PathLike) -> Counter:
     _stack.append(counts)
     target = Path(path)
 
-    def _write() -> None:
+    def _write(*_) -> None:
         from kit.cache import write_atomic_bytes
 
         write_atomic_bytes(json.dumps(dict(counts), indent=1).encode("utf-8"), target)
 
     atexit.register(_write)
+    _after_each_cell(_write)
     return counts
+
+
+def _after_each_cell(write) -> None:
+    """Also call ``write`` after every cell when this process is an IPython kernel: papermill
+    shuts its kernels down without running their ``atexit`` handlers, so a kernel's counts
+    (and profile) are written as it goes, the last cell's write being the final one."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.events.register("post_run_cell", write)
 
 
 def start_profiling(path: str | os.PathLike) -> None:
@@ -108,10 +124,13 @@ def start_profiling(path: str | os.PathLike) -> None:
     prof = cProfile.Profile()
     target = Path(path)
 
-    def _write() -> None:
+    def _write(*_, resume: bool = False) -> None:
         prof.disable()
         target.parent.mkdir(parents=True, exist_ok=True)
         prof.dump_stats(str(target))
+        if resume:
+            prof.enable()
 
     atexit.register(_write)
+    _after_each_cell(lambda *_: _write(resume=True))
     prof.enable()

@@ -110,5 +110,5 @@ def test_the_bound_reads_make_runs_own_pass_logs(tmp_path):
                       {"03_deletion": 2.44})
     row = next(line for line in lines if line.startswith("| 03_deletion"))
     assert row.split(" | ")[-2:] == [f"{2.44 / 60:.1f}", "2.0 |"]
-    with pytest.raises(SystemExit, match="no <stem>.json"):
+    with pytest.raises(SystemExit, match="no <stem>.passes.json"):
         mod.logged_counts(tmp_path / "none", ["05_gad_class_distancing"])

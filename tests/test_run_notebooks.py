@@ -67,9 +67,9 @@ CELLS = [
 ]
 
 
-def write_notebook(folder: Path, stem: str = STEM) -> Path:
+def write_notebook(folder: Path, stem: str = STEM, cells: list[str] = CELLS) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
     nb.cells[0].metadata["tags"] = ["parameters"]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
@@ -201,6 +201,22 @@ def test_interrupted_runs_leave_complete_files_and_rerun_to_the_same_results(set
     from kit import cache
 
     assert cache.read(s["cache"] / "tiny" / "entry.pt").tolist() == list(range(ROWS))
+
+
+def test_each_kernel_counts_its_passes_and_the_tool_itself_never_does(setup):
+    # make run's pass logs (benchmarks/make_run_bound.py --logs runs): one per notebook, from its
+    # kernel; a KIT_PASS_LOG inherited by the tool must neither receive the tool's own (empty)
+    # counts nor replace the kernel's
+    s = setup
+    write_notebook(s["nbs"], cells=["value = 3", "import kit\nfrom kit import passes\n"
+                                    "passes.record('classifier_forward', value)"])
+    stray = s["tmp"] / "stray.json"
+    s["env"]["KIT_PASS_LOG"] = str(stray)
+    assert finish(s, start(s, delay=0)) == 0, log_text(s)
+    counts = json.loads((s["out"] / "runs" / f"{STEM}.passes.json").read_text())
+    assert counts == {"classifier_forward": 3, "classifier_backward": 0, "inpainter": 0,
+                      "opencv": 0}
+    assert not stray.exists()
 
 
 def test_sweep_stale_removes_only_temporaries_of_dead_processes(tmp_path):

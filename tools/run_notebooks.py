@@ -73,6 +73,9 @@ from pathlib import Path
 import papermill as pm
 import yaml
 
+PASS_LOG = "KIT_PASS_LOG"
+"""kit.passes.ENV (not imported from there: importing kit would start this process counting)."""
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 PARAMS_DIR = ROOT / "params"
@@ -203,6 +206,11 @@ def run_sequence(args: argparse.Namespace) -> int:
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     times_path = out / "results" / ("refresh_times.csv" if args.in_place else "run_times.csv")
+    # Each notebook's kernel counts its passes into runs/<stem>.passes.json (kit.passes; read by
+    # benchmarks/make_run_bound.py --logs runs). This process must not count, or its own empty
+    # counts, written when it exits, would replace the last kernel's: drop the variable before
+    # anything here imports kit, and set it for one kernel at a time.
+    os.environ.pop(PASS_LOG, None)
     from kit.cache import remove_partial
 
     # kit's own temporaries (.<name>.tmp-<uuid>) in this run's output folders: their writer was a
@@ -223,8 +231,11 @@ def run_sequence(args: argparse.Namespace) -> int:
             "defaults")
         print(f"[{nb.stem}] running ({label}) -> {final}", flush=True)
 
+        passes = runs_dir / f"{nb.stem}.passes.json"
+        passes.unlink(missing_ok=True)  # never an earlier run's counts under this run's name
         start = time.perf_counter()
         try:
+            os.environ[PASS_LOG] = str(passes)
             pm.execute_notebook(
                 str(nb),
                 str(tmp),
@@ -234,6 +245,7 @@ def run_sequence(args: argparse.Namespace) -> int:
                 progress_bar=False,
             )
         except BaseException as exc:
+            os.environ.pop(PASS_LOG, None)
             seconds = time.perf_counter() - start
             if tmp.exists():
                 os.replace(tmp, failed)
@@ -249,6 +261,7 @@ def run_sequence(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 130 if _interrupted(exc) else 1
+        os.environ.pop(PASS_LOG, None)
         seconds = time.perf_counter() - start
         total += seconds
         if args.in_place:
