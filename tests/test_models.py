@@ -206,3 +206,21 @@ def test_dispatch_to_real_scale_loaders(tmp_path):
     keep[..., :4, :4] = 0
     out = inp(x, keep)
     assert torch.allclose(out[..., :4, :4], torch.tensor(0.5)) and torch.equal(out[..., 4:, :], x[..., 4:, :])
+
+
+def test_probabilities_and_features_in_one_pass_equal_the_two_calls(clf):
+    from kit import passes
+
+    x = world.sample(10, seed=5, split="test").images
+    with passes.counting() as counts:
+        probs, feats = classification.probabilities_and_features(clf, x, batch_size=4)
+    assert counts["classifier_forward"] == 10  # one pass per image, not two
+    assert torch.equal(probs, classification.probabilities(clf, x, batch_size=4))
+    assert torch.equal(feats, classification.features(clf, x, batch_size=4))
+    assert not clf.net.fc._forward_hooks  # no hook left behind
+    # a torchvision net: the features are the final layer's input, as Classifier.features's
+    net = load_classifier("resnet18", weights=None)
+    xr = torch.rand(3, 3, 32, 32)
+    p, f = classification.probabilities_and_features(net, xr, batch_size=2)
+    assert torch.allclose(p, classification.probabilities(net, xr, batch_size=2), atol=1e-6)
+    assert torch.allclose(f, net.features(xr), atol=1e-5) and f.shape == (3, 512)

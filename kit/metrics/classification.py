@@ -2,6 +2,8 @@
 
 * :func:`probabilities` and :func:`features` are the batched inference of every metric that reads
   the classifier's softmax or penultimate features (plausibility, accuracy): one place.
+  :func:`probabilities_and_features` gives both from one forward pass per image (the
+  penultimate features are the final layer's input), half the passes of calling both.
 * :func:`accuracy` — top-1 accuracy with a bootstrap CI and the confusion matrix.
 """
 
@@ -29,6 +31,39 @@ def probabilities(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor
     return torch.cat(
         [model(x[i : i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)]
     )
+
+
+@torch.inference_mode()
+def probabilities_and_features(model, x: torch.Tensor, batch_size: int = 256
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities ``(N,C)`` and penultimate features ``(N,D)`` from one pass per image.
+
+    The features are the input of the classifier's final layer (``model.fc_name``), captured
+    during the forward pass that gives the logits: the same values as :func:`features` (the world
+    net's ``features`` is that input; other nets' are captured the same way). A model without
+    such a layer gets two passes, :func:`probabilities` then :func:`features`.
+
+    Args:
+        model: a :class:`~kit.models.Classifier`.
+        x: ``(N,3,H,W)`` pixel-space images.
+        batch_size: images per forward pass.
+    """
+    try:
+        head = model.net.get_submodule(model.fc_name)
+    except AttributeError:
+        head = None
+    if not isinstance(head, getattr(model, "head_types", (torch.nn.Linear,))):
+        return probabilities(model, x, batch_size), features(model, x, batch_size)
+    probs, feats, captured = [], [], []
+    handle = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    try:
+        for i in range(0, len(x), batch_size):
+            probs.append(model(x[i:i + batch_size]).softmax(1))
+            f = captured.pop()
+            feats.append((f.mean(dim=(2, 3)) if f.ndim == 4 else f).flatten(1))
+    finally:
+        handle.remove()  # never leave a hook on the caller's model
+    return torch.cat(probs), torch.cat(feats)
 
 
 @dataclass(frozen=True)

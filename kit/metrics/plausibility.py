@@ -18,7 +18,11 @@ import numpy as np
 import torch
 
 from kit import checks
-from kit.metrics.classification import features, probabilities  # noqa: F401 (public here too)
+from kit.metrics.classification import (  # noqa: F401 (public here too)
+    features,
+    probabilities,
+    probabilities_and_features,
+)
 from kit.metrics.stats import bootstrap_ci
 
 HIGHER_IS_BETTER = {
@@ -509,12 +513,14 @@ def counterfactual_table(model, batch, keeps, removers: dict, *, reference_image
             keep = masks.build(idx, image=img, device=x.device, dtype=x.dtype)
             if need_bg:
                 xt_bg = oracle.take(img)(x[img], keep)
-                bg_top.append(probabilities(model, xt_bg, batch_size).argmax(1))
-                bg_feats.append(features(model, xt_bg, batch_size).double())
+                p_bg, f_bg = probabilities_and_features(model, xt_bg, batch_size)
+                bg_top.append(p_bg.argmax(1))
+                bg_feats.append(f_bg.double())
             xt = (composites(rem, x, img, idx) if composites is not None
                   else rem.take(img)(x[img], keep))
-            top.append(probabilities(model, xt, batch_size))
-            feats.append(features(model, xt, batch_size).double())
+            p_xt, f_xt = probabilities_and_features(model, xt, batch_size)  # one pass for both
+            top.append(p_xt)
+            feats.append(f_xt.double())
             err = fill_error(xt, bg[img], keep)
             l1.append(err.l1)
             mse.append(err.mse)
