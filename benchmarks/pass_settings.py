@@ -61,55 +61,65 @@ def _timed(fn, x, repeat: int) -> float:
 
 
 def settings_table(repeat: int = 5, compile_: bool = True) -> tuple[list[dict], dict]:
-    """Rows of (pass, layout, compile, threads, batch, ms per image), and compile seconds."""
-    import copy
+    """Rows of (pass, layout, compile, threads, batch, ms per image) and compile seconds, each
+    (layout, compile) setting in a fresh process (after torch.compile has run, this torch fails
+    to load a checkpoint in the same process)."""
+    ctx = mp.get_context("spawn")
+    rows, compile_s = [], {}
+    for layout in ("contiguous", "channels_last"):
+        for comp in ((False, True) if compile_ else (False,)):
+            with ctx.Pool(1) as pool:
+                r, c = pool.apply(_one_setting, (repeat, layout, comp))
+            rows += r
+            compile_s.update(c)
+    return rows, compile_s
 
+
+def _one_setting(repeat: int, layout: str, comp: bool) -> tuple[list[dict], dict]:
     from kit import world
     from kit.models import load_classifier, load_inpainter
 
     data = world.sample(max(max(b) for b in BATCHES.values()), seed=7, split="test")
     keep = 1 - data.masks.float()
-    base_clf, base_inp = load_classifier("world"), load_inpainter("world")
     rows, compile_s = [], {}
     threads = sorted({1, torch.get_num_threads()})
-    for layout in ("contiguous", "channels_last"):
-        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-        clf = copy.deepcopy(base_clf).to(memory_format=fmt)
-        inp = copy.deepcopy(base_inp).to(memory_format=fmt)
-        for comp in ((False, True) if compile_ else (False,)):
-            f_clf = torch.compile(clf) if comp else clf
-            f_inp = torch.compile(inp) if comp else inp
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    clf = load_classifier("world").to(memory_format=fmt)
+    inp = load_inpainter("world").to(memory_format=fmt)
+    f_clf = torch.compile(clf) if comp else clf
+    f_inp = torch.compile(inp) if comp else inp
 
-            def fwd(x, f=f_clf):
-                with torch.inference_mode():
-                    f(x)
+    def fwd(x, f=f_clf):
+        with torch.inference_mode():
+            f(x)
 
-            def bwd(x, f=f_clf):
-                x = x.clone().requires_grad_(True)
-                f(x).max(1).values.sum().backward()
+    def bwd(x, f=f_clf):
+        x = x.clone().requires_grad_(True)
+        f(x).max(1).values.sum().backward()
 
-            def fill(x, f=f_inp):
-                with torch.inference_mode():
-                    f(x, keep[:len(x)])
+    def fill(x, f=f_inp):
+        with torch.inference_mode():
+            f(x, keep[:len(x)])
 
-            for name, fn in (("classifier_forward", fwd), ("classifier_backward", bwd),
-                             ("inpainter", fill)):
-                if comp:  # the first call compiles: timed apart, once per pass and layout
-                    t0 = time.perf_counter()
-                    try:
-                        fn(data.images[:BATCHES[name][0]].contiguous(memory_format=fmt))
-                    except Exception as err:  # noqa: BLE001 - reported in the table, not raised
-                        compile_s[(name, layout)] = f"failed: {type(err).__name__}: {err}"[:200]
-                        continue
-                    compile_s[(name, layout)] = time.perf_counter() - t0
-                for t in threads:
-                    torch.set_num_threads(t)
-                    for b in BATCHES[name]:
-                        x = data.images[:b].contiguous(memory_format=fmt)
-                        ms = _timed(fn, x, repeat) / b * 1e3
-                        rows.append(dict(kind=name, layout=layout, compile=comp, threads=t,
-                                         batch=b, ms=ms))
-                torch.set_num_threads(threads[-1])
+    for name, fn in (("classifier_forward", fwd), ("classifier_backward", bwd),
+                     ("inpainter", fill)):
+        if comp:  # the first call compiles: timed apart, once per pass and layout
+            t0 = time.perf_counter()
+            try:
+                fn(data.images[:BATCHES[name][0]].contiguous(memory_format=fmt))
+            except Exception as err:  # noqa: BLE001 - reported in the table, not raised
+                first = str(err).splitlines()[-1] if str(err) else ""
+                compile_s[(name, layout)] = f"failed: {type(err).__name__}: {first}"[:200]
+                continue
+            compile_s[(name, layout)] = time.perf_counter() - t0
+        for t in threads:
+            torch.set_num_threads(t)
+            for b in BATCHES[name]:
+                x = data.images[:b].contiguous(memory_format=fmt)
+                ms = _timed(fn, x, repeat) / b * 1e3
+                rows.append(dict(kind=name, layout=layout, compile=comp, threads=t,
+                                 batch=b, ms=ms))
+        torch.set_num_threads(threads[-1])
     return rows, compile_s
 
 
