@@ -234,8 +234,8 @@ def run_sequence(args: argparse.Namespace) -> int:
         passes = runs_dir / f"{nb.stem}.passes.json"
         passes.unlink(missing_ok=True)  # never an earlier run's counts under this run's name
         start = time.perf_counter()
+        os.environ[PASS_LOG] = str(passes)  # this notebook's kernel only
         try:
-            os.environ[PASS_LOG] = str(passes)
             pm.execute_notebook(
                 str(nb),
                 str(tmp),
@@ -245,7 +245,6 @@ def run_sequence(args: argparse.Namespace) -> int:
                 progress_bar=False,
             )
         except BaseException as exc:
-            os.environ.pop(PASS_LOG, None)
             seconds = time.perf_counter() - start
             if tmp.exists():
                 os.replace(tmp, failed)
@@ -261,7 +260,8 @@ def run_sequence(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 130 if _interrupted(exc) else 1
-        os.environ.pop(PASS_LOG, None)
+        finally:
+            os.environ.pop(PASS_LOG, None)
         seconds = time.perf_counter() - start
         total += seconds
         if args.in_place:
