@@ -190,3 +190,33 @@ def test_copy_pairs_keeps_the_claims_verdicts_for_the_teach_runs(tmp_path, monke
     assert sorted(p.name for p in dest.iterdir()) == ["02_localization_pairs.csv"]  # claims only
     kept = report.reference_pairs("02_localization", dest)
     assert report.verdict_agreement(pairs, kept)["agree"].all()
+
+
+def test_a_rerun_of_one_notebook_keeps_the_other_sections_and_their_verdicts(tmp_path, monkeypatch):
+    # a full run's page and verdicts, then results/ holds only a rerun of 03: the page keeps 02's
+    # section verbatim, and the headline and claims count 02's verdicts from the pairs folder
+    monkeypatch.setenv("KIT_OUTPUT", str(tmp_path / "full"))
+    hib = {"mass": True}
+    loc = _long({"SP": [0.1, 0.2, 0.3, 0.4], "SP-G": [0.5, 0.6, 0.7, 0.9]}, metric="mass")
+    dele = _long({"SP": [0.5, 0.6, 0.7, 0.9], "SP-G": [0.1, 0.2, 0.3, 0.4]}, metric="mass")
+    report.save_results("02_localization", loc, report.summarize(loc, hib),
+                        report.compare_pairs(loc, hib))
+    report.save_results("03_deletion", dele, report.summarize(dele, hib),
+                        report.compare_pairs(dele, hib))
+    pairs_dir = tmp_path / "pairs"
+    assert summary.main(["--out", str(tmp_path / "page.md"), "--pairs-dir", str(pairs_dir)]) == 0
+    full_page = (tmp_path / "page.md").read_text()
+    rerun = tmp_path / "rerun"
+    monkeypatch.setenv("KIT_OUTPUT", str(rerun))
+    report.save_results("03_deletion", dele, report.summarize(dele, hib),
+                        report.compare_pairs(dele, hib))
+    out = summary.write_summary(out=tmp_path / "new.md", keep=tmp_path / "page.md",
+                                keep_pairs=pairs_dir)
+    assert out.read_text() == full_page  # same tables, same page
+    assert summary.kept_sections(tmp_path / "page.md")["02_localization"][0] == "## 02_localization"
+    # without the kept notebook's verdicts the headline would silently lose them: an error
+    with pytest.raises(FileNotFoundError, match="02_localization_pairs.csv"):
+        summary.write_summary(out=tmp_path / "x.md", keep=tmp_path / "page.md",
+                              keep_pairs=tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="keep: expected an earlier summary page"):
+        summary.write_summary(out=tmp_path / "x.md", keep=tmp_path / "missing.md")

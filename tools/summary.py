@@ -19,6 +19,9 @@ Usage::
 
     python tools/summary.py               # <KIT_OUTPUT or the repository>/results/summary.md
     python tools/summary.py --out docs/results/summary.md --figures 0
+    # one notebook rerun: keep the others' sections from the page, their verdicts from pairs/
+    python tools/summary.py --root R --out docs/results/summary.md --figures 0 \
+        --keep docs/results/summary.md --keep-pairs docs/results/pairs
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from kit import report
 from kit.cache import write_atomic_bytes
 from kit.paths import output_root
 
-__all__ = ["write_summary", "notebook_stems", "headline_pairs", "ladder_markdown",
+__all__ = ["write_summary", "kept_sections", "notebook_stems", "headline_pairs", "ladder_markdown",
            "pairs_markdown", "summary_markdown", "budget_limited_methods", "claim_counts",
            "claims_markdown", "copy_pairs", "CLAIMS", "PAIRS_LABEL"]
 
@@ -296,8 +299,26 @@ def claims_markdown(counts: pd.DataFrame) -> list[str]:
     return lines
 
 
+def kept_sections(path: Path) -> dict[str, list[str]]:
+    """The notebook sections (``## NN_*`` to the next such heading) of an earlier summary page,
+    by stem, each as its lines (heading included)."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("## ") and line[3:5].isdigit():
+            current = sections.setdefault(line[3:].strip(), [])
+        if current is not None:
+            current.append(line)
+    for lines in sections.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+        lines.append("")
+    return sections
+
+
 def write_summary(
     *, root: Path | None = None, out: Path | None = None, figures_per_notebook: int = 3,
+    keep: Path | None = None, keep_pairs: Path | None = None,
 ) -> Path:
     """Assemble ``results/summary.md`` from the notebooks' result files.
 
@@ -313,9 +334,19 @@ def write_summary(
         root: output root (default: :func:`kit.paths.output_root`).
         out: destination (default ``<root>/results/summary.md``); written atomically.
         figures_per_notebook: figures linked per notebook.
+        keep: an earlier summary page (``make run NB=04`` after a full run whose ``results/`` is
+            gone): the sections of notebooks that ``root`` has no results for are kept from it
+            verbatim, in notebook order, and their verdicts enter the headline and the claims
+            from ``keep_pairs``.
+        keep_pairs: folder of those notebooks' ``NN_*_pairs.csv`` (:func:`copy_pairs`'s
+            ``docs/results/pairs``); required with ``keep`` for every kept section of 01-05.
 
     Returns:
         The path written.
+
+    Raises:
+        FileNotFoundError: ``keep`` is not a file, or a kept section of 01-05 has no pairs file
+            in ``keep_pairs`` (its verdicts would silently drop out of the headline).
     """
     root = Path(root) if root is not None else output_root()
     res = root / "results"
@@ -329,7 +360,27 @@ def write_summary(
     all_pairs = []
     body: list[str] = []
     limited = budget_limited_methods(res)
-    for stem in notebook_stems(res):
+    stems = notebook_stems(res)
+    kept: dict[str, list[str]] = {}
+    if keep is not None:
+        if not Path(keep).is_file():
+            raise FileNotFoundError(f"keep: expected an earlier summary page, got {keep} "
+                                    "(not a file)")
+        kept = {k: v for k, v in kept_sections(keep).items() if k not in stems}
+    for stem in sorted([*stems, *kept]):
+        if stem in kept:
+            body += kept[stem]
+            if stem[:2] in CLAIMS and any(line.startswith(f"**{PAIRS_LABEL}") or
+                                          line.startswith("**X vs X-G")
+                                          for line in kept[stem]):
+                path = Path(keep_pairs or "") / f"{stem}_pairs.csv"
+                if keep_pairs is None or not path.is_file():
+                    raise FileNotFoundError(
+                        f"keep_pairs: the kept section {stem} needs its verdicts, "
+                        f"{stem}_pairs.csv, in keep_pairs; got {keep_pairs} (pass "
+                        "--keep-pairs docs/results/pairs)")
+                all_pairs.append(headline_pairs(pd.read_csv(path)).assign(notebook=stem))
+            continue
         tables = report.load_results(stem, root=root)
         body += [f"## {stem}", ""]
         if "pairs" in tables and len(tables["pairs"]):
@@ -378,8 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs-dir", type=Path, default=None,
                         help="also copy each notebook's NN_*_pairs.csv here (docs/results/pairs: "
                              "the verdicts the notebooks' teach runs are checked against)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="an earlier summary page: keep its sections of notebooks this root "
+                             "has no results for (their verdicts from --keep-pairs)")
+    parser.add_argument("--keep-pairs", type=Path, default=None,
+                        help="the kept notebooks' NN_*_pairs.csv (docs/results/pairs)")
     args = parser.parse_args(argv)
-    print(write_summary(root=args.root, out=args.out, figures_per_notebook=args.figures))
+    print(write_summary(root=args.root, out=args.out, figures_per_notebook=args.figures,
+                        keep=args.keep, keep_pairs=args.keep_pairs))
     if args.pairs_dir is not None:
         for path in copy_pairs(args.pairs_dir, root=args.root):
             print(path)
