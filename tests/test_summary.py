@@ -220,3 +220,18 @@ def test_a_rerun_of_one_notebook_keeps_the_other_sections_and_their_verdicts(tmp
                               keep_pairs=tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="keep: expected an earlier summary page"):
         summary.write_summary(out=tmp_path / "x.md", keep=tmp_path / "missing.md")
+
+
+def test_kept_ladder_cells_follow_todays_convergence_table():
+    # a kept section flagged LIME when it was written; today SP-G is budget-limited and LIME not
+    lines = ["## 02_localization", "", "*mass (↑)*", "",
+             "| set | method | X | X-G | X-R | X-O |", "|---|---|---|---|---|---|",
+             "| a | SP | 0.1 [0.0, 0.2] | 0.3 [0.2, 0.4] | – | 0.5 |",
+             "| a | LIME | 0.2 (budget-limited) | 0.4 | – | – |", "",
+             "| pair | X | X-G |", "| SP | 1 (budget-limited) | 2 |", ""]
+    out = summary.reflag(lines, {"SP-G"})
+    assert out[6] == "| a | SP | 0.1 [0.0, 0.2] | 0.3 [0.2, 0.4] (budget-limited) | – | 0.5 |"
+    assert out[7] == "| a | LIME | 0.2 | 0.4 | – | – |"
+    # lines outside a ladder table (no method and rung columns) are left alone
+    assert out[:6] == lines[:6] and out[8:] == lines[8:]
+    assert summary.reflag(out, {"LIME"})[7] == "| a | LIME | 0.2 (budget-limited) | 0.4 | – | – |"

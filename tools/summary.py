@@ -38,7 +38,8 @@ from kit import report
 from kit.cache import write_atomic_bytes
 from kit.paths import output_root
 
-__all__ = ["write_summary", "kept_sections", "notebook_stems", "headline_pairs", "ladder_markdown",
+__all__ = ["write_summary", "kept_sections", "reflag", "notebook_stems",
+           "headline_pairs", "ladder_markdown",
            "pairs_markdown", "summary_markdown", "budget_limited_methods", "claim_counts",
            "claims_markdown", "copy_pairs", "CLAIMS", "PAIRS_LABEL"]
 
@@ -316,6 +317,41 @@ def kept_sections(path: Path) -> dict[str, list[str]]:
     return sections
 
 
+def reflag(lines: list[str], limited: set[str] | frozenset) -> list[str]:
+    """A kept section's ladder tables with the budget-limited flags of today's convergence table.
+
+    A kept section was written against the convergence table of its own run; a later check (a
+    rung measured for the first time) must flag or unflag its cells as :func:`ladder_markdown`
+    would now. Cells of rung columns (``X``, ``X-G``, ``X-R``, ``X-O``) gain or lose the
+    `` (budget-limited)`` suffix by the method named by the row's ``method`` and the column;
+    every other line is returned as it is.
+    """
+    from kit.attributors.methods import ladder
+
+    lad = ladder()
+    labels = {label: rung for rung, label in RUNG_LABELS.items()}
+    suffix = f" ({BUDGET_LIMITED})"
+    out: list[str] = []
+    columns: list[str] | None = None
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") \
+            else None
+        if cells is None:
+            columns = None
+        elif "method" in cells and set(RUNG_LABELS.values()) <= set(cells):
+            columns = cells
+        elif columns is not None and len(cells) == len(columns) and not set(cells[0]) <= {"-"}:
+            base = cells[columns.index("method")]
+            for i, col in enumerate(columns):
+                name = lad.get(base, {}).get(labels.get(col, ""))
+                if name is None or cells[i] == "–":
+                    continue
+                cells[i] = cells[i].removesuffix(suffix) + (suffix if name in limited else "")
+            line = "| " + " | ".join(cells) + " |"
+        out.append(line)
+    return out
+
+
 def write_summary(
     *, root: Path | None = None, out: Path | None = None, figures_per_notebook: int = 3,
     keep: Path | None = None, keep_pairs: Path | None = None,
@@ -336,8 +372,9 @@ def write_summary(
         figures_per_notebook: figures linked per notebook.
         keep: an earlier summary page (``make run NB=04`` after a full run whose ``results/`` is
             gone): the sections of notebooks that ``root`` has no results for are kept from it
-            verbatim, in notebook order, and their verdicts enter the headline and the claims
-            from ``keep_pairs``.
+            verbatim, in notebook order (their ladder cells re-flagged by today's convergence
+            table, :func:`reflag`), and their verdicts enter the headline and the claims from
+            ``keep_pairs``.
         keep_pairs: folder of those notebooks' ``NN_*_pairs.csv`` (:func:`copy_pairs`'s
             ``docs/results/pairs``); required with ``keep`` for every kept section of 01-05.
 
@@ -369,7 +406,7 @@ def write_summary(
         kept = {k: v for k, v in kept_sections(keep).items() if k not in stems}
     for stem in sorted([*stems, *kept]):
         if stem in kept:
-            body += kept[stem]
+            body += reflag(kept[stem], limited)
             if stem[:2] in CLAIMS and any(line.startswith(f"**{PAIRS_LABEL}") or
                                           line.startswith("**X vs X-G")
                                           for line in kept[stem]):
