@@ -289,6 +289,34 @@ def verdict_agreement(pairs: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     return both.reset_index(drop=True)
 
 
+def teach_check(stem: str, pairs: pd.DataFrame, folder: Path | None = None) -> pd.DataFrame | None:
+    """The notebooks' teach check: print how many of this run's verdicts agree with make run's.
+
+    Reads make run's table of notebook ``stem`` (:func:`reference_pairs`), prints the share of
+    agreeing verdicts over the comparisons both runs made (:func:`verdict_agreement`) and returns
+    their crosstab, so a notebook cell that ends with this call shows it.
+
+    Args:
+        stem: the notebook's stem, e.g. ``"02_localization"``.
+        pairs: this run's :func:`compare_pairs` table.
+        folder: where the reference tables are (default :data:`REFERENCE_DIR`).
+
+    Returns:
+        Crosstab of the comparisons both runs made, rows: make run's verdict (``"X"``, ``"X-G"``,
+        ``"tie"``, ...), columns: this run's; ``None`` (after saying so) when there is no
+        reference table for ``stem``.
+    """
+    folder = Path(folder or REFERENCE_DIR)
+    reference = reference_pairs(stem, folder)
+    if reference is None:
+        print(f"no make-run verdicts for {stem} in {folder}: nothing to agree with")
+        return None
+    agreement = verdict_agreement(pairs, reference)
+    print(f"verdicts agreeing with make run's: {agreement['agree'].mean():.0%} of "
+          f"{len(agreement)} comparisons")
+    return pd.crosstab(agreement["winner_reference"], agreement["winner"])
+
+
 def wide(summary: pd.DataFrame, index: str | Sequence[str] = "method") -> pd.DataFrame:
     """A :func:`summarize` table as one row per ``index`` and ``<metric>``, ``<metric>_lo``,
     ``<metric>_hi`` columns (the layout :func:`kit.viz.metric_bars` draws), rows in first-seen

@@ -136,3 +136,22 @@ def test_verdict_agreement_matches_comparisons_by_their_keys_through_a_csv(tmp_p
     assert report.reference_pairs("nope", tmp_path) is None
     with pytest.raises(ValueError, match="reference must be a compare_pairs table"):
         report.verdict_agreement(full, full.drop(columns="winner"))
+
+
+def test_teach_check_prints_the_agreement_and_returns_the_crosstab(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    rows = [{"image": i, "remover": r, "method": m, "metric": "auc",
+             "value": rng.normal() + (2.0 if m == "SP-G" and r == "gray" else 0.0)}
+            for i in range(40) for r in ("gray", "blur") for m in ("SP", "SP-G")]
+    full = report.compare_pairs(pd.DataFrame(rows), {"auc": True}, pairs=[("SP", "SP-G")])
+    # the reference disagrees on the blur comparison only
+    reference = full.assign(winner=np.where(full["remover"] == "blur", "X", full["winner"]))
+    reference.to_csv(tmp_path / "03_deletion_pairs.csv", index=False)
+    table = report.teach_check("03_deletion", full, tmp_path)
+    agree = (full["winner"] == reference["winner"]).mean()
+    assert capsys.readouterr().out == (f"verdicts agreeing with make run's: {agree:.0%} of 2 "
+                                       "comparisons\n")
+    assert table.to_numpy().sum() == 2 and table.index.name == "winner_reference"
+    assert table.loc["X-G", "X-G"] == 1 and "X" in table.index
+    assert report.teach_check("nope", full, tmp_path) is None
+    assert "no make-run verdicts for nope" in capsys.readouterr().out

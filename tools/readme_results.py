@@ -113,8 +113,7 @@ def _pairs_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame | None:
         if t is None:
             return None
         t = t.rename(columns={"X": "x", "X-G": "x_g"})
-        twins = set(report.PAIRS)
-        t = t.assign(rung=["G" if (x, g) in twins else "" for x, g in
+        t = t.assign(rung=[report.pair_rung(x, g) for x, g in
                            zip(t["x"], t["x_g"], strict=True)])
     return t.assign(winner=t["winner"].str.strip("*"))
 

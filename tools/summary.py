@@ -60,12 +60,13 @@ CLAIMS = {"01": "plausibility", "02": "localisation", "03": "deletion / insertio
 
 def _rungs(pairs: pd.DataFrame) -> pd.Series:
     """Each row's rung (``G``, ``R``, ``O``, ``""``): the column, or for a table written before
-    it existed, ``G`` for :data:`kit.report.PAIRS` rows."""
+    it existed, :func:`kit.report.pair_rung` of the row's pair."""
     if "rung" in pairs.columns:
         return pairs["rung"].fillna("").astype(str)
-    twins = set(report.PAIRS)
-    return pd.Series(["G" if (x, g) in twins else "" for x, g in
+    return pd.Series([report.pair_rung(x, g) for x, g in
                       zip(pairs["x"], pairs["x_g"], strict=True)], index=pairs.index)
+
+
 _SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "n", "n_nan", "higher_is_better")
 
 
