@@ -78,6 +78,13 @@ def is_client(obj) -> bool:
     return mod is not None and isinstance(obj, mod.Client)
 
 
+def local_threads(n_workers: int, cores: int | None = None) -> int:
+    """Torch intra-op threads per worker of a local cluster: ``cores // n_workers``, at least 1
+    (``cores`` default: ``os.cpu_count()``), so the workers together use every core once."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, n_workers))
+
+
 def get_client(scheduler=None, *, n_workers: int | None = None,
                timeout: float = CONNECT_TIMEOUT):
     """A Dask client for ``scheduler``, or None for in-process (serial) work.
@@ -85,8 +92,10 @@ def get_client(scheduler=None, *, n_workers: int | None = None,
     Args:
         scheduler: None reads :data:`SCHEDULER_ENV` (``KIT_SCHEDULER``); None/empty there too
             means serial (returns None). ``"local"`` starts a LocalCluster of worker processes
-            (one thread each, ``n_workers`` = the machine's cores, on 127.0.0.1, no dashboard)
-            owned by the returned client (``client.close()`` stops it; use ``with``).
+            (one Dask thread each, ``n_workers`` = the machine's cores, on 127.0.0.1, no
+            dashboard; torch runs :func:`local_threads` intra-op threads in each worker, cores /
+            workers, set through ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``), owned by the
+            returned client (``client.close()`` stops it; use ``with``).
             ``"tcp://host:port"`` (or ``tls://``, ``ws://``...) connects to a running
             ``dask scheduler``. A ``distributed.Client`` is returned as it is.
         n_workers: worker processes of a ``"local"`` cluster (default: ``os.cpu_count()``).
@@ -115,10 +124,19 @@ def get_client(scheduler=None, *, n_workers: int | None = None,
         return None
     distributed = _dask()
     if scheduler == "local":
-        n = n_workers or os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+        n = n_workers or cores
+        # torch's intra-op threads: the cores shared out over the workers (Dask's default, 1,
+        # would leave cores idle with fewer workers than cores); read when a worker imports torch
+        threads = str(local_threads(n, cores))
         # the client owns the cluster it starts: closing it stops the workers
-        return distributed.Client(n_workers=n, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None)
+        return distributed.Client(
+            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None,
+            # the scheduler's HTTP endpoints (health, metrics) start even without a dashboard:
+            # a free loopback port, so two local clusters never compete for Dask's 8787
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     if "://" not in scheduler:
         raise ValueError(f"scheduler: expected None, 'local' or an address such as "
                          f"'tcp://host:8786', got {scheduler!r}")

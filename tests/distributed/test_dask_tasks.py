@@ -83,6 +83,26 @@ def test_a_client_passes_through(client):
     assert get_client(client) is client
 
 
+def _torch_threads():
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_local_workers_share_the_cores_out_in_torch_threads(client):
+    # torch threads = cores / workers: together the workers use every core once, never
+    # oversubscribing them (2 workers on 2 cores: 1 each) nor leaving some idle (1 worker: all)
+    from kit.distributed import local_threads
+
+    n_workers = len(client.scheduler_info()["workers"])
+    assert set(client.run(_torch_threads).values()) == {local_threads(n_workers)}
+    assert (local_threads(2, 2), local_threads(1, 16), local_threads(3, 16),
+            local_threads(8, 2)) == (1, 16, 5, 1)
+    with get_client("local", n_workers=1) as one:
+        one.wait_for_workers(1, timeout=WAIT)
+        assert list(one.run(_torch_threads).values()) == [os.cpu_count()]
+
+
 def test_cluster_results_equal_serial_in_task_order(client):
     w = torch.arange(4.0)
     tasks = [torch.full((4,), float(i)) for i in range(7)]
