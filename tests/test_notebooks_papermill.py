@@ -194,4 +194,4 @@ def test_nbval_runs_the_cheap_configuration_after_the_teach_defaults(stem):
     # the teach check compares this run's verdicts with make run's, but never under nbval's
     # output comparison: the cheap run's verdicts differ from the teach run's
     text = (NOTEBOOKS / f"{stem}.ipynb").read_text()
-    assert "report.verdict_agreement(" in text and "teach-verdicts" in text
+    assert "report.teach_check(NB, pairs)" in text and "teach-verdicts" in text
