@@ -40,8 +40,14 @@ from kit.checks import images, positive_int
 __all__ = ["BATCH_SIZE", "SCORES", "model_input", "class_score", "check_score", "batched_scores",
            "score_masks"]
 
-BATCH_SIZE = 64
-"""Default composites per remover call and forward pass, for every perturbation method."""
+BATCH_SIZE = 32
+"""Default images per chunk of every batched call in kit: composites per remover call and forward
+pass, gradients per backward pass, images per metric forward pass and inpainter call.
+
+On the CPU the world models' passes cost the least per image at 16-32 images and 2-3x more at 256
+(their activations stop fitting in cache), and whole maps are fastest at 32
+(``benchmarks/batch_size.py``, ``benchmarks/results/batch_size.md``). A GPU wants larger chunks:
+pass ``batch_size``."""
 
 SCORES = ("prob", "logit", "logprob")
 """The explained scalar: softmax probability, logit or log-probability of the target."""

@@ -61,6 +61,7 @@ import torch
 
 from kit import passes
 from kit.checks import images as _check_images
+from kit.engine import BATCH_SIZE
 from kit.models import Classifier, Inpainter
 
 
@@ -577,7 +578,7 @@ class Inpaint(Remover):
     model: str | Inpainter = "world"
     path: str | None = None
     threshold: str | float = "gam"
-    batch_size: int = 256
+    batch_size: int = BATCH_SIZE
     name: ClassVar[str] = "inpaint"
     differentiable: ClassVar[bool] = False
 
@@ -675,7 +676,7 @@ class Blend(Precomputed):
     model: str | Inpainter = "world"
     path: str | None = None
     threshold: str | float = "gam"
-    batch_size: int = 256
+    batch_size: int = BATCH_SIZE
     name: ClassVar[str] = "blend"
     needs_backgrounds: ClassVar[bool] = True
 

@@ -38,7 +38,8 @@ from kit.attributors._common import (
     model_guard,
     no_remover,
 )
-from kit.attributors.gradients import BATCH_SIZE, Scored, check_grad_mode, chunks, leaf
+from kit.attributors.gradients import Scored, check_grad_mode, chunks, leaf
+from kit.engine import BATCH_SIZE
 
 
 def block_output(model: nn.Module, x: torch.Tensor) -> nn.Module:

@@ -68,10 +68,7 @@ from kit.attributors._common import (
     model_guard,
     no_remover,
 )
-
-BATCH_SIZE = 64
-"""Default images per forward/backward pass."""
-
+from kit.engine import BATCH_SIZE
 
 # ----------------------------------------------------------------------------------------------
 # shared plumbing

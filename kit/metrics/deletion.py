@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kit.engine import score_masks
+from kit.engine import BATCH_SIZE, score_masks
 from kit.maps import geometry_of, to_pixels
 from kit.masks import TopFraction, pixel_rank
 from kit.removers import InsertionBlur, Remover, get_remover
@@ -160,7 +160,7 @@ def _check(model, x, sal, target, mode, steps, batch_size):
 
 
 def deletion_curve(model, x: torch.Tensor, sal: torch.Tensor, target, *, remover="gray",
-                   mode: str = "deletion", steps: int = 28, batch_size: int = 256,
+                   mode: str = "deletion", steps: int = 28, batch_size: int = BATCH_SIZE,
                    progress: bool = False, auc_convention: str = "rise",
                    upsample_mode: str = "bilinear", **upsample_kw) -> Curve:
     """Deletion (or insertion) curves of maps ``sal`` on images ``x``.
@@ -235,7 +235,7 @@ def _curve_task(task, *, model, x, target, removers):
 
 
 def curve_table(model, x: torch.Tensor, maps: dict, target, removers, *, mode: str = "deletion",
-                steps: int = 28, batch_size: int = 256, progress: bool = False,
+                steps: int = 28, batch_size: int = BATCH_SIZE, progress: bool = False,
                 backgrounds: torch.Tensor | None = None, upsample_mode: str | None = None,
                 client=None):
     """Curves of every map under every remover, and their per-image AUCs as a long table.

@@ -36,6 +36,7 @@ import torch
 
 from kit import checks
 from kit.attributors._common import check_inputs
+from kit.engine import BATCH_SIZE
 from kit.removers import get_remover
 
 __all__ = [
@@ -60,13 +61,14 @@ def _support(name: str, s) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def logits(model, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+def logits(model, x: torch.Tensor, *, batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """``(N,C)`` logits of ``model`` on ``x``, ``batch_size`` images per forward pass."""
     batch_size = checks.positive_int("batch_size", batch_size)
     return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
-def pair_margin(model, x: torch.Tensor, target, other, *, batch_size: int = 256) -> torch.Tensor:
+def pair_margin(model, x: torch.Tensor, target, other, *,
+                batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """``m(x) = z_t(x) − z_o(x)`` per image (logits of ``model``), under inference mode.
 
     Args:
@@ -164,7 +166,7 @@ class GadRatios:
 
 def gad_ratios(model, x: torch.Tensor, target, other, support_gad: torch.Tensor,
                support_0: torch.Tensor, *, remover="gray",
-               batch_size: int = 256) -> GadRatios:
+               batch_size: int = BATCH_SIZE) -> GadRatios:
     """RC and RS of GAD's support against the baseline's (methods.md §4.7).
 
     Args:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from kit import checks
+from kit.engine import BATCH_SIZE
 from kit.metrics.classification import features, probabilities
 from kit.metrics.plausibility import frechet_distance, object_keep_mask
 
@@ -109,8 +110,8 @@ def _fill(remover, x: torch.Tensor, keep: torch.Tensor, image: torch.Tensor,
     ])
 
 
-def object_quality(model, batch, removers: dict, *, dilate_px: int = 2, batch_size: int = 256,
-                   seed: int = 0):
+def object_quality(model, batch, removers: dict, *, dilate_px: int = 2,
+                   batch_size: int = BATCH_SIZE, seed: int = 0):
     """Whole-object removal: p(removed class), feature FD (with CI), L1 and HF ratios.
 
     Args:
@@ -201,7 +202,7 @@ def object_patches(
 
 
 def patch_quality(model, batch, removers: dict, *, window: int = 8, stride: int = 4,
-                  per_image: int = 6, min_diff: float = 0.1, batch_size: int = 256,
+                  per_image: int = 6, min_diff: float = 0.1, batch_size: int = BATCH_SIZE,
                   seed: int = 0):
     """Fills of SP patches over part of the object and inside it, per patch (a long table).
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from kit.engine import BATCH_SIZE
 from kit.metrics.localization import largest_component_box
 
 __all__ = ["HIGHER_IS_BETTER", "AREA_FLOOR", "SANITY_BOXES", "SaliencyMetric", "SanityCheck",
@@ -105,7 +106,7 @@ def crop_resize(x: torch.Tensor, boxes: torch.Tensor, *,
 
 
 def score_boxes(model, x: torch.Tensor, boxes: torch.Tensor, target, *,
-                batch_size: int = 256) -> SaliencyMetric:
+                batch_size: int = BATCH_SIZE) -> SaliencyMetric:
     """The saliency metric of given boxes (e.g. the ground-truth box, a full-image box).
 
     Args:
@@ -138,7 +139,7 @@ def score_boxes(model, x: torch.Tensor, boxes: torch.Tensor, target, *,
 
 
 def saliency_metric(model, x: torch.Tensor, sal: torch.Tensor, target, *,
-                    batch_size: int = 256, upsample_mode: str = "bilinear",
+                    batch_size: int = BATCH_SIZE, upsample_mode: str = "bilinear",
                     **upsample_kw) -> SaliencyMetric:
     """Dabkowski & Gal's saliency metric of maps ``sal`` (box: protocol (c)).
 
@@ -164,7 +165,7 @@ def saliency_metric(model, x: torch.Tensor, sal: torch.Tensor, target, *,
     return score_boxes(model, x, boxes, target, batch_size=batch_size)
 
 
-def saliency_table(model, x: torch.Tensor, maps: dict, target, *, batch_size: int = 256,
+def saliency_table(model, x: torch.Tensor, maps: dict, target, *, batch_size: int = BATCH_SIZE,
                    upsample_mode: str | None = None):
     """Per-image saliency metric of every map.
 
@@ -246,7 +247,7 @@ class SanityCheck:
 
 
 def sanity_check(model, x: torch.Tensor, boxes: torch.Tensor, target, *, seed: int = 0,
-                 batch_size: int = 256) -> SanityCheck:
+                 batch_size: int = BATCH_SIZE) -> SanityCheck:
     """Whether the saliency metric is valid for ``model``: the sanity rows and the verdict.
 
     The metric promises that the object's own box beats the full image (module docstring). The

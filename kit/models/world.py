@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kit.engine import BATCH_SIZE
 from kit.models.base import Classifier, Inpainter, load_state
 from kit.nets import INPAINTER_ARCHS, WorldCNN
 from kit.paths import DATA_DIR
@@ -61,7 +62,7 @@ class WorldInpainter(Inpainter):
 
     name = "world"
 
-    def __init__(self, net: nn.Module, batch_size: int = 256, name: str = "world") -> None:
+    def __init__(self, net: nn.Module, batch_size: int = BATCH_SIZE, name: str = "world") -> None:
         super().__init__()
         self.name = name
         self.net = net.eval()
@@ -160,7 +161,8 @@ def _load_inpainter(path: str | Path, what: str, retrain: str) -> nn.Module:
 
 
 def world_inpainter(
-    path: str | Path | None = None, *, device: str | torch.device = "cpu", batch_size: int = 256
+    path: str | Path | None = None, *, device: str | torch.device = "cpu",
+    batch_size: int = BATCH_SIZE,
 ) -> WorldInpainter:
     """The shipped completion inpainter (registry name ``"world"``, the paper's "G").
 
@@ -178,7 +180,8 @@ def world_inpainter(
 
 
 def world_removal_inpainter(
-    path: str | Path | None = None, *, device: str | torch.device = "cpu", batch_size: int = 256
+    path: str | Path | None = None, *, device: str | torch.device = "cpu",
+    batch_size: int = BATCH_SIZE,
 ) -> WorldInpainter:
     """The shipped removal inpainter (registry name ``"world-removal"``): same recipe and contract
     as :func:`world_inpainter`, trained to fill every hole with the true background.

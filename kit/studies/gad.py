@@ -67,6 +67,7 @@ from kit import checks, world
 from kit.attributors import METHODS, budget
 from kit.attributors.gad import baseline_explain, gad_explain
 from kit.attributors.gradients import REDUCTIONS
+from kit.engine import BATCH_SIZE
 from kit.metrics.gad import HIGHER_IS_BETTER, gad_ratios, logits, pair_margin
 from kit.metrics.stats import bootstrap_ci
 
@@ -555,7 +556,7 @@ def _supports(supports) -> list[SupportModels]:
 
 
 def support_summary(model, supports, x: torch.Tensor, labels: torch.Tensor, *,
-                    batch_size: int = 256) -> pd.DataFrame:
+                    batch_size: int = BATCH_SIZE) -> pd.DataFrame:
     """How well each support copy learned its distancing, on images of class a or b.
 
     Args:
@@ -595,7 +596,7 @@ def support_summary(model, supports, x: torch.Tensor, labels: torch.Tensor, *,
 
 
 def margin_table(model, supports, x: torch.Tensor, labels: torch.Tensor, *,
-                 batch_size: int = 256) -> pd.DataFrame:
+                 batch_size: int = BATCH_SIZE) -> pd.DataFrame:
     """Per image and support set, the own-class margin before and after distancing.
 
     Args:

@@ -61,7 +61,7 @@ import torch
 
 from kit import cache as disk
 from kit import checks
-from kit.engine import model_input
+from kit.engine import BATCH_SIZE, model_input
 from kit.masks import pixel_rank, top_count
 from kit.studies import roar
 
@@ -233,7 +233,7 @@ def run_road(
     fills: Sequence[str] = FILLS,
     profile: str = roar.PROFILE,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     backgrounds: torch.Tensor | None = None,
     progress: bool = False,
     cache: bool = True,

@@ -80,6 +80,7 @@ import torch
 
 from kit import cache as disk
 from kit import checks
+from kit.engine import BATCH_SIZE
 from kit.masks import top_fraction
 from kit.metrics.stats import t_interval
 from kit.train import train_classifier
@@ -189,7 +190,7 @@ def _images(name: str, x) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _predict(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def _predict(model, x: torch.Tensor, batch_size: int = BATCH_SIZE) -> torch.Tensor:
     with torch.inference_mode():
         out = [model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)]
     return torch.cat(out).clone()  # a normal tensor: attributors take gradients with it
@@ -295,7 +296,7 @@ def _quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 def modify(x: torch.Tensor, keep: torch.Tensor, fill="gray", *, model=None,
-           batch_size: int = 256) -> torch.Tensor:
+           batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """Replace the pixels where ``keep`` is 0 with the remover ``fill``, batched.
 
     Args:
@@ -326,7 +327,8 @@ def modify(x: torch.Tensor, keep: torch.Tensor, fill="gray", *, model=None,
 # ----------------------------------------------------------------------------------------------
 
 
-def accuracy(model, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256) -> float:
+def accuracy(model, images: torch.Tensor, labels: torch.Tensor, *,
+             batch_size: int = BATCH_SIZE) -> float:
     """Top-1 accuracy of ``model`` on uint8 or float images, batched under inference mode."""
     x = _images("images", images)
     y = _check_labels("labels", labels, x.shape[0])

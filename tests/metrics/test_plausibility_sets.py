@@ -154,6 +154,34 @@ def test_counterfactual_table_takes_mask_sets_and_local_composites():
         P.counterfactual_table(clf, b, keeps, {"x": "nope"}, n_boot=0)
 
 
+def test_counterfactual_table_scores_the_oracle_once_per_mask_content():
+    """Rungs of one method share their masks: the true-background counterfactuals of equal mask
+    contents are scored once, in other objects too, and masks that differ are scored again."""
+    from kit import passes
+
+    clf = load_classifier("world")
+    b = world.sample(3, seed=6, split="test")
+    keeps = P.mask_bank(3, 64, n_masks=2, seed=0)
+    other = P.mask_bank(3, 64, n_masks=2, seed=1)
+    with passes.counting() as counts:
+        shared, fd_shared = P.counterfactual_table(
+            clf, b, {"gray": keeps, "blur": keeps.clone(), "noise": P.KeepMasks(keeps.clone())},
+            {"gray": "gray", "blur": "blur", "noise": "noise"}, batch_size=4, n_boot=0)
+    # 3 reference images, 6 oracle composites once, 6 per remover
+    assert counts["classifier_forward"] == 3 + 6 + 3 * 6
+    with passes.counting() as counts:
+        P.counterfactual_table(clf, b, {"gray": keeps, "blur": other},
+                               {"gray": "gray", "blur": "blur"}, batch_size=4, n_boot=0)
+    assert counts["classifier_forward"] == 3 + 2 * 6 + 2 * 6
+    # the shared reference gives what each remover gets alone
+    for name in ("blur", "noise"):
+        alone, fd_alone = P.counterfactual_table(clf, b, keeps, {name: name}, batch_size=4,
+                                                 n_boot=0)
+        got = shared.query("method == @name").reset_index(drop=True)
+        assert np.allclose(got.value, alone.value, equal_nan=True)
+        assert np.allclose(fd_shared.query("method == @name")["mean"], fd_alone["mean"])
+
+
 def test_frechet_distance_matches_the_sqrtm_formula():
     """The eigendecomposition form equals the textbook Tr (S_a S_b)^(1/2) (scipy's sqrtm), on
     features whose covariances differ in shape and rank (fewer samples than dimensions)."""
