@@ -208,10 +208,13 @@ def test_dispatch_to_real_scale_loaders(tmp_path):
     assert torch.allclose(out[..., :4, :4], torch.tensor(0.5)) and torch.equal(out[..., 4:, :], x[..., 4:, :])
 
 
-def test_metric_forward_passes_are_channels_last_with_the_same_values(clf):
-    """The metrics' batched inference lays every chunk out as the maps' passes do
-    (kit.engine.model_input: channels-last on the CPU), with the contiguous pass's values."""
+def test_every_classifier_pass_is_channels_last_with_the_same_values(clf):
+    """The wrapper lays every pass out channels-last on the CPU (Classifier.normalize), whatever
+    the caller's layout: the metrics' batched inference, a plain call and a pass differentiated
+    to the input (the mask optimisers' and gradient methods'), with the contiguous pass's values
+    and input gradients."""
     x = world.sample(6, seed=7, split="test").images
+    assert x.is_contiguous()
     layouts = []
     first_conv = next(m for m in clf.net.modules() if isinstance(m, torch.nn.Conv2d))
     handle = first_conv.register_forward_pre_hook(
@@ -220,14 +223,21 @@ def test_metric_forward_passes_are_channels_last_with_the_same_values(clf):
         probs = classification.probabilities(clf, x, batch_size=4)
         feats = classification.features(clf, x, batch_size=4)
         p2, f2 = classification.probabilities_and_features(clf, x, batch_size=4)
+        xg = x.clone().requires_grad_(True)
+        clf(xg).max(1).values.sum().backward()
     finally:
         handle.remove()
-    assert layouts and all(layouts) and len(layouts) == 6  # 2 chunks per call
+    assert layouts == [True] * 7  # 2 chunks per batched call, then the differentiated pass
     with torch.inference_mode():
-        ref_p, ref_f = clf(x.contiguous()).softmax(1), clf.features(x.contiguous())
+        z = ((x - clf._mean) / clf._std).contiguous()
+        ref_p, ref_f = clf.net(z).softmax(1), clf.net.features(z)
     # another memory layout changes the float summation order only
     assert torch.allclose(probs, ref_p, atol=1e-5) and torch.allclose(p2, ref_p, atol=1e-5)
     assert torch.allclose(feats, ref_f, atol=1e-4) and torch.allclose(f2, ref_f, atol=1e-4)
+    zg = ((x - clf._mean) / clf._std).contiguous().requires_grad_(True)
+    with torch.enable_grad():
+        clf.net(zg).max(1).values.sum().backward()
+    assert torch.allclose(xg.grad, zg.grad / clf._std, atol=1e-5, rtol=1e-4)
 
 
 def test_probabilities_and_features_in_one_pass_equal_the_two_calls(clf):

@@ -14,22 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kit.engine import BATCH_SIZE, model_input
+from kit.engine import BATCH_SIZE
 from kit.metrics.stats import bootstrap_ci
 
 HIGHER_IS_BETTER = {"accuracy": True}
 
 
 def _chunks(x: torch.Tensor, batch_size: int):
-    """``x`` in chunks of ``batch_size`` images, each laid out for the forward pass.
-
-    The layout is :func:`kit.engine.model_input`'s (channels-last on the CPU), the one the maps'
-    forward passes use: the same values up to float order, and the world classifier's passes
-    1.5x faster than on contiguous chunks (measured in ``benchmarks/results/make_run_bound.md``,
-    run 6).
-    """
+    """``x`` in chunks of ``batch_size`` images (the classifier lays each out for its pass:
+    :meth:`kit.models.Classifier.normalize`)."""
     for i in range(0, len(x), batch_size):
-        yield model_input(x[i:i + batch_size])
+        yield x[i:i + batch_size]
 
 
 @torch.inference_mode()

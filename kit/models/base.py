@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from kit import checks, passes
+from kit.engine import model_input
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "Inpainter", "load_state"]
 
@@ -79,8 +80,13 @@ class Classifier(nn.Module):
             p.requires_grad_(False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixel space [0,1] -> the network's input space."""
-        return (x - self._mean) / self._std
+        """Pixel space [0,1] -> the network's input space, laid out by :func:`model_input`.
+
+        Every pass goes through here, so every caller (the engine's composites, the mask
+        optimisers' and gradient methods' differentiable composites, the metrics) gets the
+        channels-last layout on the CPU without converting its own tensors.
+        """
+        return model_input((x - self._mean) / self._std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,3,H,W)`` pixel-space images -> ``(N,C)`` logits."""
