@@ -44,10 +44,10 @@ BATCH_SIZE = 32
 """Default images per chunk of every batched call in kit: composites per remover call and forward
 pass, gradients per backward pass, images per metric forward pass and inpainter call.
 
-On the CPU the world models' passes cost the least per image at 16-32 images and 2-3x more at 256
-(their activations stop fitting in cache), and whole maps are fastest at 32
-(``benchmarks/batch_size.py``, ``benchmarks/results/batch_size.md``). A GPU wants larger chunks:
-pass ``batch_size``."""
+On the CPU the world classifier's passes cost the least per image at 16-64 images and 2-3x more
+at 256 (their activations stop fitting in cache; the inpainter's cost is flat), and whole maps
+are fastest at 16-64 (``benchmarks/batch_size.py``, ``benchmarks/results/batch_size.md``). A GPU
+wants larger chunks: pass ``batch_size``."""
 
 SCORES = ("prob", "logit", "logprob")
 """The explained scalar: softmax probability, logit or log-probability of the target."""
