@@ -20,10 +20,11 @@ import torch
 from kit.attributors._common import check_inputs, no_remover
 from kit.checks import positive_int
 from kit.checks import seed as seed_check
+from kit.engine import BATCH_SIZE
 
 
-def sobel(model, x: torch.Tensor, target, *, remover=None, seed: int = 0, batch_size: int = 64,
-          progress: bool = False) -> torch.Tensor:
+def sobel(model, x: torch.Tensor, target, *, remover=None, seed: int = 0,
+          batch_size: int = BATCH_SIZE, progress: bool = False) -> torch.Tensor:
     """Vertical Sobel derivative of the normalised image, summed over channels.
 
     The image is taken to the network's input space first (``model.normalize``), as ROAR applies
