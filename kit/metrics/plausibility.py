@@ -12,13 +12,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from kit import checks
+from kit import cache, checks
 from kit.engine import BATCH_SIZE
 from kit.metrics.classification import (  # noqa: F401 (public here too)
     features,
@@ -413,13 +412,6 @@ def method_masks(method: str, x: torch.Tensor, *, overrides=None, n_masks: int =
     return KeepMasks(keep.unsqueeze(1))
 
 
-def _digest(t: torch.Tensor) -> str:
-    """A content key of a tensor: its shape, dtype and bytes (BLAKE2b)."""
-    h = hashlib.blake2b(str((tuple(t.shape), t.dtype)).encode(), digest_size=16)
-    h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def _mask_set(name: str, keep, n: int):
     """``keeps[name]`` as a mask set for ``n`` images (tensors wrapped in :class:`KeepMasks`)."""
     if isinstance(keep, torch.Tensor):
@@ -522,7 +514,7 @@ def counterfactual_table(model, batch, keeps, removers: dict, *, reference_image
             job = torch.arange(start, min(start + batch_size, n * k))
             img, idx = job // k, job % k
             keep = masks.build(idx, image=img, device=x.device, dtype=x.dtype)
-            key = (start, k, _digest(keep))
+            key = (start, k, cache.digest(keep))  # dtype, shape and bytes
             if key not in bg_cache:
                 xt_bg = oracle.take(img)(x[img], keep)
                 p_bg, f_bg = probabilities_and_features(model, xt_bg, batch_size)
