@@ -7,8 +7,9 @@ world classifier's convolutions get slower per image beyond a few dozen images. 
 one process:
 
 1. times each kind of pass per image at each batch size of ``--batches`` (best of
-   ``--repeat``): the world classifier's forward under ``inference_mode`` (channels-last, as kit
-   feeds it), its forward + backward to the input, the completion inpainter on object holes;
+   ``--repeat``): the passes of ``make_run_bound.py`` (:func:`make_run_bound.pass_kinds`: the
+   world classifier's forward, its forward + backward to the input, the completion inpainter
+   and OpenCV Telea on object holes);
 2. times whole maps of the methods in ``--methods`` at the ``full`` profile's budgets on
    ``--images`` test images, at each batch size (a fresh map cache per call, so nothing is
    reused), and the maps' largest difference from the first batch size's (batch size is
@@ -32,45 +33,14 @@ from pathlib import Path
 import torch
 
 
-def _best_per_image(fn, args, b: int, repeat: int) -> float:
-    fn(*args)  # warm-up at this shape (oneDNN picks its kernels on the first call)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return best / b
-
-
 def pass_table(batches, repeat: int) -> list[str]:
-    """Markdown lines: ms per image per kind of pass and batch size."""
-    from kit import world
-    from kit.engine import model_input
-    from kit.models import load_classifier, load_inpainter
+    """Markdown lines: ms per image per kind of pass (``make_run_bound``'s) and batch size."""
+    from make_run_bound import best_per_image, pass_kinds
 
-    clf, inp = load_classifier("world"), load_inpainter("world")
-    data = world.sample(max(batches), seed=7, split="test")
-    keep = 1 - data.masks.float()
-
-    def fwd(x):
-        with torch.inference_mode():
-            clf(model_input(x))
-
-    def bwd(x):
-        x = x.clone().requires_grad_(True)
-        clf(model_input(x)).max(1).values.sum().backward()
-
-    def fill(x, k):
-        with torch.inference_mode():
-            inp(x, k)
-
-    kinds = {"classifier forward": (fwd, lambda b: (data.images[:b],)),
-             "classifier forward + backward": (bwd, lambda b: (data.images[:b],)),
-             "inpainter": (fill, lambda b: (data.images[:b], keep[:b]))}
     lines = ["| pass (ms per image) | " + " | ".join(f"batch {b}" for b in batches) + " |",
              "|---|" + "---:|" * len(batches)]
-    for name, (fn, make) in kinds.items():
-        times = [_best_per_image(fn, make(b), b, repeat) * 1e3 for b in batches]
+    for name, (fn, make) in pass_kinds(max(batches)).items():
+        times = [best_per_image(fn, make, repeat, batches=(b,))[0] * 1e3 for b in batches]
         best = min(times)
         cells = [f"**{t:.3f}**" if t == best else f"{t:.3f}" for t in times]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

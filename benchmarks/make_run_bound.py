@@ -156,10 +156,10 @@ def _timed(fn, args) -> float:
     return time.perf_counter() - t0
 
 
-def _best(fn, make, repeat: int) -> tuple[float, int]:
-    """Best seconds per image of ``fn(*make(b))`` over :data:`BATCHES` (best of ``repeat``)."""
+def best_per_image(fn, make, repeat: int, batches=BATCHES) -> tuple[float, int]:
+    """Best seconds per image of ``fn(*make(b))`` over ``batches`` (best of ``repeat``)."""
     best, at = float("inf"), 0
-    for b in BATCHES:
+    for b in batches:
         args = make(b)
         fn(*args)  # warm-up at this shape (oneDNN picks its kernels on the first call)
         t = min(_timed(fn, args) for _ in range(repeat)) / b
@@ -168,25 +168,26 @@ def _best(fn, make, repeat: int) -> tuple[float, int]:
     return best, at
 
 
-def pass_times(repeat: int = 3) -> dict[str, tuple[float, int]]:
-    """Best seconds per image and the batch size it came at, per kind of :data:`KINDS`."""
+def pass_kinds(n: int) -> dict:
+    """Per kind of :data:`KINDS`, ``(fn, make)``: ``fn(*make(b))`` runs one pass over ``b <= n``
+    test images, as kit runs it (the world classifier under ``inference_mode`` and to the input,
+    the completion inpainter and OpenCV Telea on whole-object holes)."""
     from kit import world
-    from kit.engine import model_input
     from kit.models import load_classifier, load_inpainter
     from kit.removers import Telea
 
     clf, inp = load_classifier("world"), load_inpainter("world")
-    data = world.sample(max(BATCHES), seed=7, split="test")
+    data = world.sample(n, seed=7, split="test")
     keep = 1 - data.masks.float()  # whole-object holes: an object-sized hole, as in 00 and 03
     telea = Telea()
 
     def fwd(x):
         with torch.inference_mode():
-            clf(model_input(x))
+            clf(x)  # the wrapper lays the pass out as kit does (Classifier.normalize)
 
     def bwd(x):
         x = x.clone().requires_grad_(True)
-        clf(model_input(x)).max(1).values.sum().backward()
+        clf(x).max(1).values.sum().backward()
 
     def fill(x, k):
         inp(x, k)
@@ -200,10 +201,14 @@ def pass_times(repeat: int = 3) -> dict[str, tuple[float, int]]:
     def pair(b):
         return (data.images[:b], keep[:b])
 
-    return {"classifier_forward": _best(fwd, imgs, repeat),
-            "classifier_backward": _best(bwd, imgs, repeat),
-            "inpainter": _best(fill, pair, repeat),
-            "opencv": _best(cv, pair, repeat)}
+    return {"classifier_forward": (fwd, imgs), "classifier_backward": (bwd, imgs),
+            "inpainter": (fill, pair), "opencv": (cv, pair)}
+
+
+def pass_times(repeat: int = 3) -> dict[str, tuple[float, int]]:
+    """Best seconds per image and the batch size it came at, per kind of :data:`KINDS`."""
+    kinds = pass_kinds(max(BATCHES))
+    return {k: best_per_image(fn, make, repeat) for k, (fn, make) in kinds.items()}
 
 
 def measured_times(path: Path) -> dict[str, float]:
